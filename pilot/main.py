@@ -1,0 +1,221 @@
+"""Command line (Pilot 3's flags, hyphen and underscore spellings), start-up, and the exit code.
+
+Start-up does only what every pilot needs before its first job: parse arguments, make the main work dir, open
+the log, read the config and the queue data, pick the job channel. Anything heavier is imported where used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+from . import __version__
+from .errors import PilotError, shell_exit_code
+
+log = logging.getLogger("pilot")
+
+WORKFLOWS = ("generic", "generic_hpc", "production", "production_hpc", "analysis", "analysis_hpc",
+             "eventservice_hpc", "stager", "payload_stageout")
+IMPLEMENTED_WORKFLOWS = ("generic",)
+
+
+def str2bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
+    if low in ("yes", "true", "t", "y", "1"):
+        return True
+    if low in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"boolean value expected, got {value!r}")
+
+
+def _flags(*names: str) -> List[str]:
+    """Each long option in both spellings (--pilot-user and --pilot_user), as Pilot 3 users type either."""
+    out: List[str] = []
+    for name in names:
+        out.append(name)
+        if name.startswith("--"):
+            alt = "--" + (name[2:].replace("-", "_") if "-" in name[2:] else name[2:].replace("_", "-"))
+            if alt != name:
+                out.append(alt)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pilot", description="Worker-node pilot for PanDA-style workloads.",
+                                allow_abbrev=False)
+    add = p.add_argument
+    flag = dict(nargs="?", const=True, type=str2bool)
+    add("-q", *_flags("--queue"), dest="queue", required=True, help="PanDA queue name (LOCAL: built-in local queue)")
+    add(*_flags("--pilot-user"), dest="pilot_user", default="generic", help="experiment plug-in (generic)")
+    add("-a", *_flags("--workdir"), dest="workdir", default="", help="parent of the pilot's main work dir")
+    add(*_flags("--cleanup"), dest="cleanup", default=True, **flag, help="remove job work dirs after each job")
+    add("-i", *_flags("--versiontag"), dest="version_tag", default="PR", choices=("PR", "RC", "RCM", "ALRB"))
+    add("-z", *_flags("--noserverupdate"), dest="update_server", action="store_false")
+    add(*_flags("--no-pilot-log"), dest="nopilotlog", action="store_true")
+    add("-d", *_flags("--debug"), dest="debug", action="store_true")
+    add(*_flags("--redirect-stdout"), dest="redirectstdout", default="")
+    add("-j", *_flags("--joblabel"), dest="job_label", default="ptest")
+    add("-v", *_flags("--getjobrequests"), dest="getjob_requests", type=int, default=2)
+    add("-x", *_flags("--getjobfailures"), dest="getjob_failures", type=int, default=5)
+    add(*_flags("--country-group"), dest="country_group", default="")
+    add(*_flags("--working-group"), dest="working_group", default="")
+    add(*_flags("--allow-other-country"), dest="allow_other_country", default=False, **flag)
+    add(*_flags("--allow-same-user"), dest="allow_same_user", default=True, **flag)
+    add(*_flags("--job-type"), dest="jobtype", default="")
+    add("-w", *_flags("--workflow"), dest="workflow", default="generic", choices=WORKFLOWS)
+    add("-l", *_flags("--lifetime"), dest="lifetime", type=int, default=324000)
+    add("-L", *_flags("--leasetime"), dest="leasetime", type=int, default=3600)
+    add("-r", *_flags("--resource"), dest="resource", default="", help="obsolete, ignored")
+    add("-s", *_flags("--site"), dest="site", default="", help="obsolete, ignored")
+    add(*_flags("--resource-type"), dest="resource_type", default="")
+    add("-b", *_flags("--nocvmfs"), dest="cvmfs", action="store_false")
+    add(*_flags("--stageout-attempts"), dest="stageout_attempts", type=int, default=1)
+    add(*_flags("--harvester-workdir"), dest="harvester_workdir", default="")
+    add(*_flags("--harvester-datadir"), dest="harvester_datadir", default="")
+    add(*_flags("--harvester-eventstatusdump"), dest="harvester_eventstatusdump", default="")
+    add(*_flags("--harvester-workerattributes"), dest="harvester_workerattributes", default="")
+    add(*_flags("--harvester-submit-mode"), dest="harvester_submitmode", default="PULL", choices=("PULL", "PUSH"))
+    add(*_flags("--input-dir"), dest="input_dir", default="")
+    add(*_flags("--input-destination-dir"), dest="input_destination_dir", default="")
+    add(*_flags("--output-dir"), dest="output_dir", default="")
+    add(*_flags("--hpc-resource"), dest="hpc_resource", default="")
+    add(*_flags("--hpc-mode"), dest="hpc_mode", default="manytoone")
+    add(*_flags("--es-executor-type"), dest="executor_type", default="generic")
+    add(*_flags("--pod"), dest="pod", default=False, **flag)
+    add("-t", *_flags("--noproxyverification"), dest="verify_proxy", action="store_false")
+    add("-u", *_flags("--verifypayloadproxy"), dest="verify_payload_proxy", action="store_false")
+    add("-y", *_flags("--notokenrenewal"), dest="token_renewal", action="store_false")
+    add(*_flags("--cacert"), dest="cacert", default=None)
+    add(*_flags("--capath"), dest="capath", default=None)
+    add(*_flags("--url"), dest="url", default="")
+    add("-p", *_flags("--port"), dest="port", type=int, default=25443)
+    add(*_flags("--queuedata-url"), dest="queuedata_url", default="")
+    add(*_flags("--storagedata-url"), dest="storagedata_url", default="")
+    add("-k", *_flags("--noworkerpilotstatusupdate"), dest="workerpilotstatusupdate", action="store_false")
+    add(*_flags("--subscribe-to-msgsvc"), dest="subscribe_to_msgsvc", action="store_true")
+    add(*_flags("--use-https"), dest="use_https", default=True, **flag)
+    add("-g", *_flags("--baseurls"), dest="baseurls", default="")
+    add(*_flags("--use-realtime-logging"), dest="use_realtime_logging", action="store_true")
+    add(*_flags("--realtime-logging-server"), dest="realtime_logging_server", default=None)
+    add(*_flags("--realtime-logname"), dest="realtime_logname", default=None)
+    add(*_flags("--use-rucio-traces"), dest="use_rucio_traces", default=True, **flag)
+    add(*_flags("--rucio-host"), dest="rucio_host", default="")
+    # ours
+    add(*_flags("--job-source"), dest="job_source", default="",
+        help="where jobs come from: local (built-in fake job) or local:DIR (job-definition JSON files in DIR); "
+             "default: local for -q LOCAL")
+    add(*_flags("--config"), dest="config", default="", help="INI file overriding default.cfg")
+    add("--version", action="version", version=f"pilot {__version__}")
+    return p
+
+
+def unsupported_use(args) -> Optional[str]:
+    """A clear message if the arguments ask for something this version cannot do (None if all is fine)."""
+    if args.workflow not in IMPLEMENTED_WORKFLOWS:
+        return f"workflow {args.workflow!r} is not implemented (implemented: {', '.join(IMPLEMENTED_WORKFLOWS)})"
+    for dest, what in (("harvester_workdir", "Harvester mode"), ("harvester_datadir", "Harvester mode"),
+                       ("harvester_eventstatusdump", "Harvester mode"),
+                       ("harvester_workerattributes", "Harvester mode"), ("hpc_resource", "HPC mode"),
+                       ("subscribe_to_msgsvc", "message-service subscription"),
+                       ("use_realtime_logging", "real-time logging")):
+        if getattr(args, dest):
+            option = "--" + dest.replace("_", "-")
+            return f"{option}: {what} is not implemented in this version"
+    source = args.job_source or ("local" if args.queue == "LOCAL" else "panda")
+    if not (source == "local" or source.startswith("local:")):
+        return (f"job source {source!r} is not implemented in this version; use --job-source local "
+                f"(built-in job) or --job-source local:DIR")
+    return None
+
+
+def _main_dir(args) -> str:
+    if not args.workdir:
+        return os.getcwd()
+    path = os.path.join(os.path.abspath(args.workdir), f"PanDA_Pilot3_{os.getpid()}_{int(time.time())}")
+    try:
+        os.makedirs(path, 0o755)
+    except OSError as exc:
+        raise PilotError(1199, f"cannot create main work dir {path}: {exc}") from None
+    return path
+
+
+def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool) -> None:
+    formatter = logging.Formatter("%(asctime)s | %(levelname)-7s | %(threadName)-9s | %(name)-22s | %(message)s")
+    formatter.converter = time.gmtime
+    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if to_file:
+        handlers.append(logging.FileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def run(args) -> int:
+    from .config import load_config
+    from .context import Context, Paths
+    from .payload.process import become_subreaper
+    from .queuedata import load_queuedata
+
+    main_dir = _main_dir(args)
+    config = load_config(args.config or None)
+    setup_logging(main_dir, config.pilot.pilotlog, args.debug, not args.nopilotlog)
+    log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, args.queue, main_dir,
+             os.getpid(), sys.version.split()[0])
+    if not become_subreaper():
+        log.warning("could not become a child subreaper: daemonised payload processes may escape clean-up")
+    queuedata = load_queuedata(args.queue, args.queuedata_url, config.information.queuedata_url,
+                               config.information.download_timeout, config.information.download_attempts,
+                               os.path.join(main_dir, config.information.queuedata_cache))
+    storage = os.path.join(main_dir, "storage")
+    paths = Paths(source=os.getcwd(), main=main_dir,
+                  input_dir=os.path.abspath(args.input_dir) if args.input_dir else storage,
+                  output_dir=os.path.abspath(args.output_dir) if args.output_dir else storage)
+    lifetime = float(os.environ.get("PANDAPILOT_LIFETIME") or queuedata.maxtime or args.lifetime)
+    ctx = Context(config=config, args=args, queuedata=queuedata, paths=paths, lifetime=lifetime)
+
+    from .channels.local import LocalChannel
+    from .pipeline import Pipeline
+
+    source = args.job_source or "local"
+    channel = LocalChannel(ctx, job_dir=source.partition(":")[2])
+    pipeline = Pipeline(ctx, channel)
+    pipeline.install_signal_handlers()
+    code = pipeline.run()
+    summarize(pipeline, code)
+    return code
+
+
+def summarize(pipeline, code: int) -> None:
+    ctx = pipeline.ctx
+    for job in pipeline.finished_jobs:
+        log.info("summary: job %s %s, pilotErrorCode %d%s", job.jobid, job.state.value, job.error_code,
+                 f" ({job.error_diag})" if job.error_diag else "")
+        for spec in job.outputs + ([job.logfile] if job.logfile else []):
+            if spec.status == "transferred":
+                log.info("summary:   %-6s %s (%d bytes, %s)", spec.role, spec.surl, spec.filesize,
+                         ",".join(f"{k}:{v}" for k, v in spec.checksum.items()))
+        if job.final_report:
+            log.info("summary:   final report %s", job.final_report)
+    log.info("pilot done: %d job(s), exit code %d, %.3f s", len(pipeline.finished_jobs), code, ctx.elapsed())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    problem = unsupported_use(args)
+    if problem:
+        print(f"pilot: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except PilotError as exc:
+        log.error("pilot failed: %s", exc) if logging.getLogger().handlers else print(f"pilot: {exc}",
+                                                                                       file=sys.stderr)
+        return shell_exit_code(exc.code)

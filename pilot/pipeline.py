@@ -1,0 +1,139 @@
+"""Build the stages, join them with queues, run them, and turn how the run ended into the exit code.
+
+    retrieve -> validate -> stagein -> execute -> stageout -> finalize
+                   \\__________\\__________\\____ failed job ____/^
+
+Every stage is a thread blocked on its inbox; a failed job jumps straight to stage-out (which then ships only
+the log) and finalize. The main thread only supervises: it sleeps on one SimpleQueue that signal handlers, the
+finalize stage and the lifetime deadline write to, so a signal or the end of the last job is acted on at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+from typing import Any, Dict, List, Optional
+
+from .channels.base import Channel, Reply
+from .errors import shell_exit_code
+from .job import Job, update_dict
+from .stages.base import STOP, Stage
+from .stages.execute import ExecuteStage
+from .stages.finalize import FinalizeStage
+from .stages.retrieve import RetrieveThread
+from .stages.stagein import StageInStage
+from .stages.stageout import StageOutStage
+from .stages.validate import ValidateStage
+
+log = logging.getLogger(__name__)
+
+HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGXCPU", "SIGHUP")
+
+
+class Pipeline:
+    def __init__(self, ctx, channel: Channel):
+        self.ctx = ctx
+        self.channel = channel
+        self.control: "queue.SimpleQueue" = queue.SimpleQueue()  # put() is safe inside signal handlers
+        self.stages: List[Stage] = [cls(ctx, self) for cls in (ValidateStage, StageInStage, ExecuteStage,
+                                                               StageOutStage, FinalizeStage)]
+        self.by_name: Dict[str, Stage] = {stage.name_: stage for stage in self.stages}
+        self.retrieve = RetrieveThread(ctx, self, channel, self.stages[0].inbox)
+        self.finished_jobs: List[Job] = []
+        self.unreported: List[str] = []
+        self._static = ctx.static_update_fields()
+
+    # --- called by stages ------------------------------------------------------------------------------------
+    def route(self, stage: Stage, job: Job) -> None:
+        index = self.stages.index(stage)
+        if index == len(self.stages) - 1:
+            self.finished_jobs.append(job)
+            self.retrieve.release_slot()
+            return
+        stageout = self.by_name["stageout"]
+        target = stageout if job.failed and index < self.stages.index(stageout) else self.stages[index + 1]
+        target.inbox.put(job)
+
+    def stage_stopped(self, stage: Stage) -> None:
+        index = self.stages.index(stage)
+        if index + 1 < len(self.stages):
+            self.stages[index + 1].inbox.put(STOP)
+        else:
+            self.control.put(("done", None))
+
+    def report(self, job: Job, final: bool = False, metadata: Optional[str] = None) -> Optional[Reply]:
+        """Send one update of `job` through the channel: `starting` first, `running` after, final state last."""
+        if final:
+            state = job.state.value
+        else:
+            state = "starting" if job.updates_sent == 0 else "running"
+        data = update_dict(job, state, self._static, final, metadata)
+        try:
+            reply = self.channel.update(job, data, final)
+        except OSError as exc:
+            log.error("job %s: %s update could not be delivered: %s", job.jobid, state, exc)
+            if final:
+                self.unreported.append(job.jobid)
+            return None
+        job.updates_sent += 1
+        if final:
+            job.final_report = reply.where
+        if final and not reply.ok:
+            self.unreported.append(job.jobid)
+        return reply
+
+    # --- supervision -----------------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.control.put(("signal", signum))
+
+    def install_signal_handlers(self) -> None:
+        for name in HANDLED_SIGNALS:
+            signal.signal(getattr(signal, name), self._on_signal)
+
+    def run(self) -> int:
+        """Run until every job is finalized (or the abort grace runs out); return the pilot's exit code."""
+        for stage in self.stages:
+            stage.start()
+        self.retrieve.start()
+        grace_deadline: Optional[float] = None
+        lifetime_deadline = self.ctx.lifetime - self.ctx.config.pilot.lifetime_margin
+        while True:
+            now = self.ctx.elapsed()
+            if grace_deadline is not None:
+                timeout = max(0.0, grace_deadline - now)
+            else:
+                timeout = max(0.0, lifetime_deadline - now)
+            try:
+                kind, value = self.control.get(timeout=timeout)
+            except queue.Empty:
+                if grace_deadline is not None:
+                    log.error("abort grace of %d s over: exiting with jobs still in the pipeline",
+                              self.ctx.config.pilot.abort_grace)
+                    break
+                self.ctx.request_abort(1213, f"pilot lifetime of {self.ctx.lifetime:.0f} s is nearly over")
+                grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
+                continue
+            if kind == "done":
+                break
+            if kind == "signal":
+                name = signal.Signals(value).name
+                if self.ctx.abort_by_signal(value, name):
+                    grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
+                else:
+                    log.warning("%s received while already stopping: ignored", name)
+        self.channel.close()
+        return self.exit_code()
+
+    def exit_code(self) -> int:
+        ctx = self.ctx
+        if ctx.signum:
+            return shell_exit_code(0, ctx.signum)
+        if ctx.abort_code:
+            return shell_exit_code(ctx.abort_code)
+        if self.unreported:
+            log.error("final state of job(s) %s not delivered", ", ".join(self.unreported))
+            return shell_exit_code(1318)
+        if not self.finished_jobs and self.retrieve.error_code:
+            return shell_exit_code(self.retrieve.error_code)
+        return 0

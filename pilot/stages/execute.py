@@ -1,0 +1,74 @@
+"""Execute: run the payload, wait for it (no polling), and turn how it ended into codes on the job."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+from ..errors import PilotError
+from ..job import Job, JobState
+from ..payload.command import payload_command
+from ..payload.process import PayloadProcess
+from .base import Stage
+
+log = logging.getLogger(__name__)
+
+
+class ExecuteStage(Stage):
+    name_ = "execute"
+    timing_key = "payload"
+
+    def process(self, job: Job) -> None:
+        cfg = self.ctx.config
+        argv, env = payload_command(job, self.ctx)
+        proc = PayloadProcess(argv, job.workdir, env, os.path.join(job.workdir, cfg.payload.payloadstdout),
+                              os.path.join(job.workdir, cfg.payload.payloadstderr))
+        job.state = JobState.RUNNING
+        job.started_at = time.time()
+        try:
+            job.pid = proc.start()
+        except OSError as exc:
+            raise PilotError(1305, f"cannot start payload: {exc}") from None
+        self.pipeline.report(job)
+        grace = cfg.pilot.kill_grace
+        with self.ctx.on_abort(lambda: proc.terminate(grace)):
+            exit_code = proc.wait()
+        leftovers = proc.cleanup(grace)
+        if leftovers:
+            log.info("job %s: killed %d process(es) the payload left behind", job.jobid, leftovers)
+        job.cpu_seconds = proc.cpu_seconds
+        job.trans_exit_code = exit_code
+        log.info("job %s: payload exited with %d after %.3f s", job.jobid, exit_code, time.time() - job.started_at)
+        self._read_error_report(job)
+        if proc.killed_by_pilot and self.ctx.abort.is_set():
+            job.fail(self.ctx.abort_code, f"{self.ctx.abort_reason}; payload killed (exit {exit_code})")
+        elif exit_code != 0:
+            job.fail(1305, f"payload exited with code {exit_code}" + _last_line(os.path.join(job.workdir, cfg.payload.payloadstderr)))
+
+    def _read_error_report(self, job: Job) -> None:
+        """payload_error_report.json, if the payload wrote one: {"error_code": N, "error_diag": "..."}."""
+        path = os.path.join(job.workdir, self.ctx.config.payload.error_report)
+        if not os.path.isfile(path):
+            return
+        try:
+            with open(path, "rb") as handle:
+                report = json.loads(handle.read(1 << 20).decode("utf-8"))
+            job.exe_error_code = int(report.get("error_code", 0))
+            job.exe_error_diag = str(report.get("error_diag", ""))[:256]
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("job %s: unreadable %s: %s", job.jobid, path, exc)
+
+
+
+def _last_line(path: str, limit: int = 4096) -> str:
+    """': <last non-empty line of stderr>' for the diagnostic, or '' if there is none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return f": {lines[-1][:160]}" if lines else ""

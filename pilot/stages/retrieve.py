@@ -1,0 +1,91 @@
+"""Retrieve: ask the channel for jobs while the pilot may still take one, and hand them to validate.
+
+May another job be taken? Only while no abort is under way, getJob requests and failures are within
+-v/-x, enough of the pilot's lifetime is left, and -- after the first job -- the queue's time floor has not
+passed. With a time floor the next job is fetched while the current one runs (one job ahead, `slots`), so its
+stage-in overlaps the current payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from ..errors import PilotError
+
+log = logging.getLogger(__name__)
+
+
+class RetrieveThread(threading.Thread):
+    def __init__(self, ctx, pipeline, channel, downstream: "queue.Queue"):
+        super().__init__(name="retrieve", daemon=True)
+        self.ctx = ctx
+        self.pipeline = pipeline
+        self.channel = channel
+        self.downstream = downstream
+        self.slots: "queue.Queue" = queue.Queue()
+        self.requests = 0
+        self.failures = 0
+        self.jobs = 0
+        self.error_code = 0  # a pilot-level failure to get work (all getJob attempts failed)
+
+    def release_slot(self) -> None:
+        self.slots.put(True)
+
+    def run(self) -> None:
+        from .base import STOP
+
+        try:
+            self._loop()
+        finally:
+            self.downstream.put(STOP)
+
+    def _may_fetch(self) -> bool:
+        ctx, args = self.ctx, self.ctx.args
+        if ctx.abort.is_set():
+            return False
+        if self.requests >= args.getjob_requests:
+            log.info("no more jobs: %d getJob request(s) made (-v %d)", self.requests, args.getjob_requests)
+            return False
+        if self.failures >= args.getjob_failures:
+            log.error("no more jobs: %d failed getJob attempt(s) (-x %d)", self.failures, args.getjob_failures)
+            return False
+        if self.jobs and ctx.elapsed() >= ctx.queuedata.timefloor:
+            log.info("no more jobs: time floor of %d s reached", ctx.queuedata.timefloor)
+            return False
+        if ctx.remaining() < ctx.config.pilot.min_job_time:
+            log.info("no more jobs: %.0f s of lifetime left (< min_job_time %d s)", ctx.remaining(),
+                     ctx.config.pilot.min_job_time)
+            return False
+        return True
+
+    def _loop(self) -> None:
+        # one job running + one prefetched when multi-job, else exactly one
+        for _ in range(2 if self.ctx.queuedata.timefloor > 0 else 1):
+            self.release_slot()
+        with self.ctx.on_abort(self.release_slot):
+            while True:
+                self.slots.get()
+                if not self._may_fetch():
+                    return
+                self.requests += 1
+                started = time.monotonic()
+                try:
+                    jobs = self.channel.fetch(1)
+                except PilotError as exc:
+                    self.failures += 1
+                    self.error_code = exc.code
+                    log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.args.getjob_failures, exc)
+                    self.release_slot()
+                    continue
+                if not jobs:
+                    log.info("no job available from the %s channel", self.channel.name)
+                    return
+                for job in jobs:
+                    job.timing["getjob"] = time.monotonic() - started
+                    self.jobs += 1
+                    self.error_code = 0
+                    log.info("job %s received (%d job(s) so far)", job.jobid, self.jobs)
+                    self.downstream.put(job)

@@ -1,0 +1,41 @@
+"""Stage-in: tell the server the job is starting, then fetch the inputs with the queue's read copytools."""
+
+from __future__ import annotations
+
+import logging
+
+from ..job import Job, JobState
+from ..transfer.base import STAGEIN_ACTIVITIES, copytool_names, get_copytool
+from .base import Stage
+
+log = logging.getLogger(__name__)
+
+
+class StageInStage(Stage):
+    name_ = "stagein"
+    timing_key = "stagein"
+
+    def process(self, job: Job) -> None:
+        job.state = JobState.STAGEIN
+        self.pipeline.report(job)
+        if not job.inputs:
+            return
+        transfer_files(self.ctx, job, job.inputs, STAGEIN_ACTIVITIES, "in")
+        failed = [spec for spec in job.inputs if spec.status != "transferred"]
+        if failed:
+            job.fail(failed[0].status_code, failed[0].diag)
+
+
+def transfer_files(ctx, job: Job, files, activities, direction: str) -> None:
+    """Move `files` with the activity's copytools in order, each one taking what the previous one failed."""
+    qd = ctx.queuedata
+    kind = ctx.config.file.checksum_type
+    for name in copytool_names(qd.acopytools, activities):
+        todo = [spec for spec in files if spec.status != "transferred"]
+        if not todo:
+            return
+        tool = get_copytool(name, qd.copytools.get(name))
+        if direction == "in":
+            tool.copy_in(todo, job.workdir, ctx, kind)
+        else:
+            tool.copy_out(todo, job.workdir, ctx, kind)

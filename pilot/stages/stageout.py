@@ -1,0 +1,80 @@
+"""Stage-out: the outputs (unless the job failed earlier), then the log tarball of the job work dir.
+
+The log is made and shipped for every job that has a work dir, failed or not: it is how a failure is debugged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tarfile
+
+from ..errors import PilotError
+from ..job import Job, JobState, check_lfn
+from ..transfer.base import LOG_ACTIVITIES, STAGEOUT_ACTIVITIES
+from .base import Stage
+from .stagein import transfer_files
+
+log = logging.getLogger(__name__)
+
+
+class StageOutStage(Stage):
+    name_ = "stageout"
+    timing_key = "stageout"
+    runs_for_failed_jobs = True
+
+    def process(self, job: Job) -> None:
+        if job.failed:
+            job.stageout_mode = "log"
+        if not job.workdir or not os.path.isdir(job.workdir):
+            log.warning("job %s has no work dir: nothing to stage out", job.jobid)
+            return
+        job.state = JobState.STAGEOUT
+        if job.stageout_mode == "all" and job.outputs:
+            self._stage(job, job.outputs, STAGEOUT_ACTIVITIES)
+        if job.logfile is not None and check_lfn(job.logfile.lfn) is None:
+            try:
+                make_log_tarball(job, self.ctx)
+            except (OSError, tarfile.TarError) as exc:
+                job.fail(1320, f"cannot create log tarball {job.logfile.lfn}: {exc}")
+                return
+            self._stage(job, [job.logfile], LOG_ACTIVITIES)
+
+    def _stage(self, job: Job, files, activities) -> None:
+        try:
+            transfer_files(self.ctx, job, files, activities, "out")
+        except PilotError as exc:
+            for spec in files:
+                spec.status, spec.status_code, spec.diag = "failed", exc.code, exc.diag
+        failed = [spec for spec in files if spec.status != "transferred"]
+        if failed:
+            job.fail(failed[0].status_code, failed[0].diag)
+
+
+def make_log_tarball(job: Job, ctx) -> str:
+    """<logFile> in the work dir: the work dir itself minus outputs, secrets and partial files, plus pilotlog.
+
+    Symbolic links are stored as links, never followed, so a payload cannot smuggle outside files into its log.
+    """
+    assert job.logfile is not None
+    path = os.path.join(job.workdir, job.logfile.lfn)
+    top = f"tarball_PandaJob_{job.jobid}_{ctx.queuedata.name}"
+    skip = {spec.lfn for spec in job.outputs if spec.status == "transferred"}
+    skip |= {job.logfile.lfn, ctx.config.pilot.pandasecrets}
+
+    def keep(info: tarfile.TarInfo):
+        rel = info.name.split("/", 1)[1] if "/" in info.name else ""
+        if rel in skip or rel.endswith(".part"):
+            return None
+        return info
+
+    with tarfile.open(path + ".part", "w:gz", compresslevel=6) as tar:
+        tar.add(job.workdir, arcname=top, recursive=True, filter=keep)
+        pilotlog = os.path.join(ctx.paths.main, ctx.config.pilot.pilotlog)
+        if os.path.isfile(pilotlog):
+            tar.add(pilotlog, arcname=f"{top}/{ctx.config.pilot.pilotlog}")
+    os.replace(path + ".part", path)
+    log.info("job %s: log tarball %s (%d bytes)", job.jobid, path, os.path.getsize(path))
+    return path
+
+

@@ -1,0 +1,157 @@
+"""Copytool interface, registry by name, and activity -> copytool resolution from queue data.
+
+A copytool only moves bytes (`_get`/`_put`); the base class owns everything that must be the same for all of
+them: per-file status and codes, size and checksum verification against the catalogue, and the rule that a
+failed file never leaves a file under its final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import logging
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+from ..errors import PilotError, format_diag
+from ..job import FileSpec
+from .checksum import Digest, mismatch_code
+
+log = logging.getLogger(__name__)
+
+# name -> "module:Class"; imported on first use so a pilot only loads the tools its queue uses.
+REGISTRY: Dict[str, str] = {
+    "mv": "pilot.transfer.mv:MvCopytool",
+}
+
+# Activity keys Pilot 3 and CRIC use in acopytools/astorages. Anything else is a configuration error.
+KNOWN_ACTIVITIES = frozenset({
+    "default", "read_lan", "read_wan", "write_lan", "write_wan", "pr", "pw", "pl", "pls", "es_events",
+    "es_failover", "es_events_read", "read_lan_analysis", "read_wan_analysis",
+})
+
+STAGEIN_ACTIVITIES = ("read_lan", "pr", "default")
+STAGEOUT_ACTIVITIES = ("write_lan", "pw", "default")
+LOG_ACTIVITIES = ("pl", "write_lan", "pw", "default")
+
+
+class TransferFailure(Exception):
+    """One file failed: carries its PanDA code."""
+
+    def __init__(self, code: int, diag: str):
+        super().__init__(diag)
+        self.code = code
+        self.diag = diag
+
+
+def copytool_names(acopytools: Dict[str, List[str]], activities: Sequence[str]) -> List[str]:
+    """Copytools for the first of `activities` that the queue defines; unknown activity keys are 1341."""
+    unknown = sorted(set(acopytools) - KNOWN_ACTIVITIES)
+    if unknown:
+        raise PilotError(1341, f"queue data acopytools has unknown activities {unknown}; "
+                               f"known: {sorted(KNOWN_ACTIVITIES)}")
+    for activity in activities:
+        if acopytools.get(activity):
+            return list(acopytools[activity])
+    raise PilotError(1133, f"queue data acopytools defines none of the activities {list(activities)}")
+
+
+def get_copytool(name: str, setup: Optional[dict] = None) -> "Copytool":
+    target = REGISTRY.get(name)
+    if target is None:
+        raise PilotError(1323, f"unknown copytool {name!r} (available: {sorted(REGISTRY)})")
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(setup or {})
+
+
+def os_error_code(exc: OSError, direction: str) -> int:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 1098 if direction == "in" else 1333
+    if exc.errno == errno.ENOENT and direction == "in":
+        return 1331
+    return 1099 if direction == "in" else 1137
+
+
+class Copytool:
+    """Moves files between storage and the job work dir. Subclasses implement `_get` and `_put`."""
+
+    name = "base"
+
+    def __init__(self, setup: dict):
+        self.setup = setup
+
+    # --- to implement -------------------------------------------------------------------------------------
+    def _get(self, spec: FileSpec, dest: str, ctx, kind: str) -> Digest:
+        """Fetch spec into `dest` (a temporary name); return the digest of what was written."""
+        raise NotImplementedError
+
+    def _put(self, spec: FileSpec, src: str, ctx, kind: str) -> str:
+        """Store `src` as spec; verify it arrived intact against spec.checksum; return the SURL."""
+        raise NotImplementedError
+
+    # --- shared behaviour ---------------------------------------------------------------------------------
+    def copy_in(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32") -> None:
+        for spec in files:
+            if ctx.abort.is_set():
+                self._mark(spec, 1099, "stage-in interrupted: " + ctx.abort_reason)
+                continue
+            final = os.path.join(workdir, spec.lfn)
+            temp = final + ".part"
+            started = time.monotonic()
+            try:
+                want = next(iter(spec.checksum), kind)
+                digest = self._get(spec, temp, ctx, want)
+                if spec.filesize and digest.size != spec.filesize:
+                    raise TransferFailure(1099, f"size mismatch for {spec.lfn}: got {digest.size} bytes, "
+                                                f"catalogue says {spec.filesize}")
+                expected = spec.checksum.get(digest.kind)
+                if expected and expected != digest.hexdigest():
+                    raise TransferFailure(mismatch_code(digest.kind, "in"),
+                                          f"{digest.kind} mismatch for {spec.lfn}: local {digest.hexdigest()}, "
+                                          f"catalogue {expected}")
+                if os.path.lexists(temp):
+                    os.replace(temp, final)
+                spec.filesize = spec.filesize or digest.size
+                spec.checksum.setdefault(digest.kind, digest.hexdigest())
+                spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
+            except TransferFailure as exc:
+                self._mark(spec, exc.code, exc.diag)
+            except OSError as exc:
+                self._mark(spec, os_error_code(exc, "in"), f"stage-in of {spec.lfn} failed: {exc}")
+            finally:
+                spec.transfer_seconds = time.monotonic() - started
+                if spec.status != "transferred" and os.path.lexists(temp):
+                    os.unlink(temp)
+            self._log(spec, "in")
+
+    def copy_out(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32") -> None:
+        for spec in files:
+            src = os.path.join(workdir, spec.lfn)
+            started = time.monotonic()
+            try:
+                if not os.path.isfile(src) or os.path.islink(src):
+                    raise TransferFailure(1165, f"output file {spec.lfn} is missing or not a regular file")
+                spec.surl = self._put(spec, src, ctx, kind)
+                spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
+            except TransferFailure as exc:
+                self._mark(spec, exc.code, exc.diag)
+            except OSError as exc:
+                self._mark(spec, os_error_code(exc, "out"), f"stage-out of {spec.lfn} failed: {exc}")
+            finally:
+                spec.transfer_seconds = time.monotonic() - started
+            self._log(spec, "out")
+
+    @staticmethod
+    def _mark(spec: FileSpec, code: int, diag: str) -> None:
+        spec.status, spec.status_code, spec.diag = "failed", code, format_diag(code, diag)
+
+    def _log(self, spec: FileSpec, direction: str) -> None:
+        if spec.status == "transferred":
+            rate = spec.filesize / spec.transfer_seconds / 1e6 if spec.transfer_seconds > 0 else 0.0
+            log.info("stage-%s %s: %s, %d bytes, %s, %.3f s (%.1f MB/s)", direction, self.name, spec.lfn,
+                     spec.filesize, spec.checksum, spec.transfer_seconds, rate)
+        else:
+            log.error("stage-%s %s: %s failed with %d: %s", direction, self.name, spec.lfn, spec.status_code,
+                      spec.diag)

@@ -1,0 +1,56 @@
+"""The mv copytool: local storage directories (--input-dir / --output-dir), for local jobs, ARC-style pre-placed
+inputs and tests. Stage-in copies, symlinks or moves ([File] mv_stagein_mode); stage-out copies through a
+temporary name and re-reads the stored copy to verify it, so a half-written file never carries the final name.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..job import FileSpec
+from .base import Copytool, TransferFailure
+from .checksum import Digest, copy_stream, mismatch_code
+
+
+class MvCopytool(Copytool):
+    name = "mv"
+
+    def _get(self, spec: FileSpec, dest: str, ctx, kind: str) -> Digest:
+        src = os.path.join(ctx.paths.input_dir, spec.lfn)
+        if not os.path.isfile(src):
+            raise TransferFailure(1331, f"input file {spec.lfn} not found in {ctx.paths.input_dir}")
+        mode = ctx.config.file.mv_stagein_mode
+        if mode == "copy":
+            with open(src, "rb") as reader, open(dest, "wb") as writer:
+                return copy_stream(reader, writer, kind)
+        with open(src, "rb") as reader:
+            digest = copy_stream(reader, None, kind)
+        if mode == "symlink":
+            os.symlink(os.path.abspath(src), dest)
+        elif mode == "move":
+            os.rename(src, dest)
+        else:
+            raise TransferFailure(1341, f"[File] mv_stagein_mode must be copy, symlink or move, not {mode!r}")
+        return digest
+
+    def _put(self, spec: FileSpec, src: str, ctx, kind: str) -> str:
+        os.makedirs(ctx.paths.output_dir, exist_ok=True)
+        final = os.path.join(ctx.paths.output_dir, spec.lfn)
+        temp = final + ".part"
+        try:
+            with open(src, "rb") as reader, open(temp, "wb") as writer:
+                local = copy_stream(reader, writer, kind)
+                writer.flush()
+                os.fsync(writer.fileno())
+            with open(temp, "rb") as reader:
+                stored = copy_stream(reader, None, kind)
+            if stored.hexdigest() != local.hexdigest() or stored.size != local.size:
+                raise TransferFailure(mismatch_code(kind, "out"),
+                                      f"{kind} of stored {spec.lfn} is {stored.hexdigest()}, local {local.hexdigest()}")
+            os.replace(temp, final)
+        finally:
+            if os.path.lexists(temp):
+                os.unlink(temp)
+        spec.filesize = local.size
+        spec.checksum = {kind: local.hexdigest()}
+        return final
