@@ -1,8 +1,8 @@
 """The one object every stage receives: settings, queue data, paths, the clock, and the abort signal.
 
-Cross-thread signalling goes through here and nowhere else (DESIGN principle 1): `abort` is an Event every wait
-honours, and `on_abort` registers a callback (kill a payload, wake a waiting thread) that runs once when the
-pilot is told to stop. Nothing in it changes after start-up except through those methods.
+Cross-thread signalling goes through here and nowhere else (DESIGN principle 1): `abort` is a Trigger every
+stage checks, and `on_abort` registers a callback (kill a payload, wake a waiting thread) that runs once when
+the pilot is told to stop. Nothing in it changes after start-up except through those methods.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 from . import __version__
 from .config import Config
 from .errors import signal_code
 from .queuedata import QueueData
+from .trigger import Trigger
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +47,9 @@ class Context:
     started: float = field(default_factory=time.time)  # wall clock at pilot start
     started_mono: float = field(default_factory=time.monotonic)
     lifetime: float = 324000.0
-    abort: threading.Event = field(default_factory=threading.Event)
-    abort_code: int = 0
-    abort_reason: str = ""
+    abort: Trigger = field(default_factory=lambda: Trigger("abort"))
+    drain: Trigger = field(default_factory=lambda: Trigger("drain"))  # finish running jobs, take no new ones
     signum: int = 0
-    _abort_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _abort_callbacks: List[Callable[[], None]] = field(default_factory=list, repr=False)
 
     # --- time ---------------------------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -63,38 +59,33 @@ class Context:
         return self.lifetime - self.elapsed()
 
     # --- abort ---------------------------------------------------------------------------------------------
-    def request_abort(self, code: int, reason: str, signum: int = 0) -> bool:
+    @property
+    def abort_code(self) -> int:
+        return self.abort.code
+
+    @property
+    def abort_reason(self) -> str:
+        return self.abort.reason
+
+    def request_abort(self, code: int, reason: str) -> bool:
         """Tell every stage to stop; the first request wins. Returns False if an abort was already under way."""
-        with self._abort_lock:
-            if self.abort.is_set():
-                return False
-            self.abort_code, self.abort_reason, self.signum = code, reason, signum
-            self.abort.set()
-            callbacks = list(self._abort_callbacks)
-        log.warning("abort requested: %s (code %d)", reason, code)
-        for callback in callbacks:
-            try:
-                callback()
-            except OSError as exc:  # a callback acts on processes/files that may be gone already
-                log.warning("abort callback %r failed: %s", callback, exc)
-        return True
+        return self.abort.fire(code, reason)
 
     def abort_by_signal(self, signum: int, name: str) -> bool:
-        return self.request_abort(signal_code(signum), f"pilot received {name}", signum)
+        if self.abort.is_set():
+            return False
+        self.signum = signum
+        return self.abort.fire(signal_code(signum), f"pilot received {name}")
 
-    @contextmanager
-    def on_abort(self, callback: Callable[[], None]) -> Iterator[None]:
-        """Run `callback` if an abort happens while inside the block (at once if one already has)."""
-        with self._abort_lock:
-            self._abort_callbacks.append(callback)
-            already = self.abort.is_set()
-        if already:
-            callback()
-        try:
-            yield
-        finally:
-            with self._abort_lock:
-                self._abort_callbacks.remove(callback)
+    def delivery_deadline(self) -> float:
+        """time.monotonic() by which pending reports must be delivered: the abort grace, else the lifetime."""
+        if self.abort.is_set():
+            return self.abort.fired_at + self.config.pilot.abort_grace - 2.0
+        return self.started_mono + self.lifetime
+
+    def on_abort(self, callback: Callable[[], None]):
+        """Context manager: run `callback` if the pilot aborts while inside the block."""
+        return self.abort.on_fire(callback)
 
     # --- what every server update carries --------------------------------------------------------------------
     def static_update_fields(self) -> Dict[str, Optional[str]]:

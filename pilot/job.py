@@ -10,12 +10,14 @@ from __future__ import annotations
 import enum
 import json
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import PilotError, format_diag
+from .trigger import Trigger
 
 NULL = "NULL"
 MAX_LFN_LENGTH = 255
@@ -98,6 +100,12 @@ class Job:
     errors: List[Tuple[int, str]] = field(default_factory=list)
     updates_sent: int = 0
     final_report: str = ""  # where the channel put the final update (file path or URL)
+    update_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    kill: Trigger = field(default_factory=lambda: Trigger("job kill"), repr=False, compare=False)
+    debug: bool = False  # server asked for debug mode (frequent heartbeats)
+    debug_stdout: str = ""  # output of the last server debug command, sent with the next update
+    keep_workdir: bool = False  # server said nocleanup
+    last_heartbeat: float = 0.0  # time.monotonic() of the last acknowledged update
     workdir: str = ""
     stageout_mode: str = "all"  # all | log
     trans_exit_code: Optional[int] = None
@@ -374,6 +382,8 @@ def update_dict(job: Job, state: str, static: Dict[str, Any], final: bool,
         data["cpuConversionFactor"] = 1.0
     if job.nevents:
         data["nEvents"] = job.nevents
+    if job.debug_stdout:
+        data["stdout"] = job.debug_stdout
     if job.errors:
         data["pilotErrorCode"] = job.error_code
         data["pilotErrorDiag"] = job.error_diag

@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(*_flags("--rucio-host"), dest="rucio_host", default="")
     # ours
     add(*_flags("--job-source"), dest="job_source", default="",
-        help="where jobs come from: local (built-in fake job) or local:DIR (job-definition JSON files in DIR); "
-             "default: local for -q LOCAL")
+        help="where jobs come from: panda (the server of --url), local (built-in fake job) or local:DIR "
+             "(job-definition JSON files in DIR); default: local for -q LOCAL without --url, else panda")
+    add(*_flags("--replay-spool"), dest="replay_spool", default="",
+        help="deliver the final updates an earlier pilot left in DIR (its main work dir or its spool dir) first")
     add(*_flags("--config"), dest="config", default="", help="INI file overriding default.cfg")
     add("--version", action="version", version=f"pilot {__version__}")
     return p
@@ -127,11 +129,17 @@ def unsupported_use(args) -> Optional[str]:
         if getattr(args, dest):
             option = "--" + dest.replace("_", "-")
             return f"{option}: {what} is not implemented in this version"
-    source = args.job_source or ("local" if args.queue == "LOCAL" else "panda")
-    if not (source == "local" or source.startswith("local:")):
-        return (f"job source {source!r} is not implemented in this version; use --job-source local "
-                f"(built-in job) or --job-source local:DIR")
+    source = job_source(args)
+    if not (source in ("local", "panda") or source.startswith("local:")):
+        return (f"job source {source!r} is not implemented in this version; use panda (the default for a real "
+                f"queue), local (built-in job) or local:DIR")
+    if args.replay_spool and source != "panda":
+        return "--replay-spool needs the panda job source (a server to deliver the spooled updates to)"
     return None
+
+
+def job_source(args) -> str:
+    return args.job_source or ("local" if args.queue == "LOCAL" and not args.url else "panda")
 
 
 def _main_dir(args) -> str:
@@ -181,16 +189,34 @@ def run(args) -> int:
     lifetime = float(os.environ.get("PANDAPILOT_LIFETIME") or queuedata.maxtime or args.lifetime)
     ctx = Context(config=config, args=args, queuedata=queuedata, paths=paths, lifetime=lifetime)
 
-    from .channels.local import LocalChannel
     from .pipeline import Pipeline
 
-    source = args.job_source or "local"
-    channel = LocalChannel(ctx, job_dir=source.partition(":")[2])
+    channel = make_channel(ctx, job_source(args))
     pipeline = Pipeline(ctx, channel)
     pipeline.install_signal_handlers()
     code = pipeline.run()
     summarize(pipeline, code)
     return code
+
+
+def make_channel(ctx, source: str):
+    """The job channel for `source`; the PanDA one first replays final updates an earlier pilot spooled."""
+    if source.startswith("local"):
+        from .channels.local import LocalChannel
+
+        return LocalChannel(ctx, job_dir=source.partition(":")[2])
+    from .channels.panda import PandaChannel
+
+    spool_dir = os.path.join(ctx.paths.main, "spool")
+    channel = PandaChannel(ctx, spool_dir)
+    for folder in (ctx.args.replay_spool, spool_dir):
+        if folder:
+            folder = os.path.join(folder, "spool") if os.path.isdir(os.path.join(folder, "spool")) else folder
+            if os.path.isdir(folder):
+                delivered = channel.replay(folder)
+                if delivered:
+                    log.info("replayed %d spooled final update(s) from %s", delivered, folder)
+    return channel
 
 
 def summarize(pipeline, code: int) -> None:

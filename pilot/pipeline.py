@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import time
 from typing import Any, Dict, List, Optional
 
 from .channels.base import Channel, Reply
-from .errors import shell_exit_code
+from .errors import PilotError, shell_exit_code
 from .job import Job, update_dict
+from .monitor.heartbeat import Heartbeat, apply_commands
 from .stages.base import STOP, Stage
 from .stages.execute import ExecuteStage
 from .stages.finalize import FinalizeStage
@@ -40,6 +42,7 @@ class Pipeline:
                                                                StageOutStage, FinalizeStage)]
         self.by_name: Dict[str, Stage] = {stage.name_: stage for stage in self.stages}
         self.retrieve = RetrieveThread(ctx, self, channel, self.stages[0].inbox)
+        self.heartbeat = Heartbeat(ctx, self)
         self.finished_jobs: List[Job] = []
         self.unreported: List[str] = []
         self._static = ctx.static_update_fields()
@@ -63,24 +66,36 @@ class Pipeline:
             self.control.put(("done", None))
 
     def report(self, job: Job, final: bool = False, metadata: Optional[str] = None) -> Optional[Reply]:
-        """Send one update of `job` through the channel: `starting` first, `running` after, final state last."""
+        """Send one update of `job` through the channel: `starting` first, `running` after, final state last.
+
+        Updates of one job are serialised (stages and the heartbeat thread both report); the server's commands
+        in the reply are applied; the job is heartbeated from its first update until its final one.
+        """
         if final:
-            state = job.state.value
-        else:
-            state = "starting" if job.updates_sent == 0 else "running"
-        data = update_dict(job, state, self._static, final, metadata)
-        try:
-            reply = self.channel.update(job, data, final)
-        except OSError as exc:
-            log.error("job %s: %s update could not be delivered: %s", job.jobid, state, exc)
+            self.heartbeat.unwatch(job)
+        with job.update_lock:
             if final:
-                self.unreported.append(job.jobid)
-            return None
-        job.updates_sent += 1
+                state = job.state.value
+            else:
+                state = "starting" if job.updates_sent == 0 else "running"
+            data = update_dict(job, state, self._static, final, metadata)
+            try:
+                reply = self.channel.update(job, data, final)
+            except (OSError, PilotError) as exc:
+                log.error("job %s: %s update could not be delivered: %s", job.jobid, state, exc)
+                reply = Reply(ok=False, where=str(exc))
+            job.updates_sent += 1
+            if reply.ok:
+                job.debug_stdout = ""
+                job.last_heartbeat = time.monotonic()
         if final:
             job.final_report = reply.where
-        if final and not reply.ok:
-            self.unreported.append(job.jobid)
+            if not reply.ok:
+                self.unreported.append(job.jobid)
+        else:
+            if job.updates_sent == 1:
+                self.heartbeat.watch(job)
+            apply_commands(self.ctx, job, reply.commands)
         return reply
 
     # --- supervision -----------------------------------------------------------------------------------------
@@ -96,6 +111,7 @@ class Pipeline:
         for stage in self.stages:
             stage.start()
         self.retrieve.start()
+        self.heartbeat.start()
         grace_deadline: Optional[float] = None
         lifetime_deadline = self.ctx.lifetime - self.ctx.config.pilot.lifetime_margin
         while True:
@@ -122,6 +138,7 @@ class Pipeline:
                     grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
                 else:
                     log.warning("%s received while already stopping: ignored", name)
+        self.heartbeat.stop()
         self.channel.close()
         return self.exit_code()
 

@@ -42,8 +42,10 @@ class Stage(threading.Thread):
     def handle(self, job: Job) -> None:
         started = time.monotonic()
         try:
-            if self.ctx.abort.is_set() and not self.runs_for_failed_jobs and not job.failed:
-                job.fail(self.ctx.abort_code, self.ctx.abort_reason)
+            if not self.runs_for_failed_jobs and not job.failed:
+                for stop in (job.kill, self.ctx.abort):
+                    if stop.is_set():
+                        job.fail(stop.code, stop.reason)
             if not job.failed or self.runs_for_failed_jobs:
                 self.process(job)
         except PilotError as exc:

@@ -33,7 +33,10 @@ class ExecuteStage(Stage):
             raise PilotError(1305, f"cannot start payload: {exc}") from None
         self.pipeline.report(job)
         grace = cfg.pilot.kill_grace
-        with self.ctx.on_abort(lambda: proc.terminate(grace)):
+        def kill() -> None:
+            proc.terminate(grace)
+
+        with self.ctx.on_abort(kill), job.kill.on_fire(kill):
             exit_code = proc.wait()
         leftovers = proc.cleanup(grace)
         if leftovers:
@@ -42,8 +45,9 @@ class ExecuteStage(Stage):
         job.trans_exit_code = exit_code
         log.info("job %s: payload exited with %d after %.3f s", job.jobid, exit_code, time.time() - job.started_at)
         self._read_error_report(job)
-        if proc.killed_by_pilot and self.ctx.abort.is_set():
-            job.fail(self.ctx.abort_code, f"{self.ctx.abort_reason}; payload killed (exit {exit_code})")
+        stop = job.kill if job.kill.is_set() else self.ctx.abort
+        if proc.killed_by_pilot and stop.is_set():
+            job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
         elif exit_code != 0:
             job.fail(1305, f"payload exited with code {exit_code}" + _last_line(os.path.join(job.workdir, cfg.payload.payloadstderr)))
 

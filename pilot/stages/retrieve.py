@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 
+from ..channels.spool import backoff_delays
 from ..errors import PilotError
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class RetrieveThread(threading.Thread):
         self.failures = 0
         self.jobs = 0
         self.error_code = 0  # a pilot-level failure to get work (all getJob attempts failed)
+        cfg = ctx.config.pilot
+        self._backoff = backoff_delays(cfg.getjob_retry_initial, cfg.getjob_retry_max)
 
     def release_slot(self) -> None:
         self.slots.put(True)
@@ -51,6 +54,9 @@ class RetrieveThread(threading.Thread):
             return False
         if self.failures >= args.getjob_failures:
             log.error("no more jobs: %d failed getJob attempt(s) (-x %d)", self.failures, args.getjob_failures)
+            return False
+        if ctx.drain.is_set():
+            log.info("no more jobs: %s", ctx.drain.reason)
             return False
         if self.jobs and ctx.elapsed() >= ctx.queuedata.timefloor:
             log.info("no more jobs: time floor of %d s reached", ctx.queuedata.timefloor)
@@ -78,6 +84,10 @@ class RetrieveThread(threading.Thread):
                     self.failures += 1
                     self.error_code = exc.code
                     log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.args.getjob_failures, exc)
+                    if self.failures < self.ctx.args.getjob_failures:
+                        pause = next(self._backoff)
+                        log.info("next job request in %.1f s", pause)
+                        self.ctx.abort.wait(pause)
                     self.release_slot()
                     continue
                 if not jobs:

@@ -36,6 +36,6 @@ def transfer_files(ctx, job: Job, files, activities, direction: str) -> None:
             return
         tool = get_copytool(name, qd.copytools.get(name))
         if direction == "in":
-            tool.copy_in(todo, job.workdir, ctx, kind)
+            tool.copy_in(todo, job.workdir, ctx, kind, job)
         else:
-            tool.copy_out(todo, job.workdir, ctx, kind)
+            tool.copy_out(todo, job.workdir, ctx, kind, job)

@@ -92,10 +92,11 @@ class Copytool:
         raise NotImplementedError
 
     # --- shared behaviour ---------------------------------------------------------------------------------
-    def copy_in(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32") -> None:
+    def copy_in(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
         for spec in files:
-            if ctx.abort.is_set():
-                self._mark(spec, 1099, "stage-in interrupted: " + ctx.abort_reason)
+            stop = next((t for t in (ctx.abort, getattr(job, "kill", None)) if t is not None and t.is_set()), None)
+            if stop is not None:
+                self._mark(spec, stop.code, "stage-in interrupted: " + stop.reason)
                 continue
             final = os.path.join(workdir, spec.lfn)
             temp = final + ".part"
@@ -126,7 +127,7 @@ class Copytool:
                     os.unlink(temp)
             self._log(spec, "in")
 
-    def copy_out(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32") -> None:
+    def copy_out(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
         for spec in files:
             src = os.path.join(workdir, spec.lfn)
             started = time.monotonic()

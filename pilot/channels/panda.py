@@ -1,0 +1,251 @@
+"""PanDA server channel: jobs from /api/v1/pilot/acquire_jobs, updates to /api/v1/pilot/update_job.
+
+Transport is one `requests.Session` (imported here, only when this channel is used): X509 proxy as client
+certificate, or an OIDC bearer token plus Origin; TLS always verified (--capath, --cacert, X509_CERT_DIR, or
+the system CAs -- there is no way to turn verification off). The legacy /server/panda/ protocol is used when
+[Pilot] panda_api says so, or automatically when the server answers a v1 call with 404 or "forbidden".
+Every update is spooled before it is sent (spool.py); a final one is retried until acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+from typing import Any, Dict, List, Optional
+
+from .. import __version__
+from ..errors import PilotError
+from ..job import Job, job_id_of, parse_job
+from . import panda_protocol as proto
+from .base import Channel, Reply
+from .spool import Spool, deliver
+
+log = logging.getLogger(__name__)
+
+LABEL_BY_VERSION_TAG = {("RC", "rc_test2"): "rc_test2", ("RCM", "ptest"): "rcm_test2", ("ALRB", None): "rc_alrb"}
+
+
+def server_url(url: str, port: int, default: str) -> str:
+    """scheme://host:port without a trailing slash; -p applies only when the URL has no port."""
+    url = (url or default).rstrip("/")
+    if "://" not in url:
+        url = "https://" + url
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if ":" not in host.split("]")[-1]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{slash}{path}"
+
+
+def _token_path() -> Optional[str]:
+    name = os.environ.get("OIDC_AUTH_TOKEN") or os.environ.get("PANDA_AUTH_TOKEN")
+    if not name:
+        return None
+    folder = os.environ.get("OIDC_AUTH_DIR") or os.environ.get("PANDA_AUTH_DIR") or os.getcwd()
+    refreshed = os.environ.get("OIDC_REFRESHED_AUTH_TOKEN")
+    if refreshed and os.path.isfile(os.path.join(folder, refreshed)):
+        name = refreshed
+    return name if os.path.isabs(name) else os.path.join(folder, name)
+
+
+class PandaChannel(Channel):
+    name = "panda"
+
+    def __init__(self, ctx, spool_dir: str):
+        import requests  # lazily: only pilots talking to a server pay for it
+
+        self.ctx = ctx
+        self.requests = requests
+        cfg = ctx.config.pilot
+        self.base = server_url(ctx.args.url, ctx.args.port, cfg.pandaserver)
+        self.api = cfg.panda_api  # auto | v1 | legacy
+        if self.api not in ("auto", "v1", "legacy"):
+            raise PilotError(1008, f"[Pilot] panda_api must be auto, v1 or legacy, not {self.api!r}")
+        self.timeout = (cfg.http_connect_timeout, cfg.http_maxtime)
+        self.spool = Spool(spool_dir)
+        self.session = requests.Session()
+        self.session.headers.update({"Accept": "application/json",
+                                     "User-Agent": f"pilot/{__version__}"})
+        self._setup_auth()
+        self.requests_sent = 0
+
+    # --- transport --------------------------------------------------------------------------------------------
+    def _setup_auth(self) -> None:
+        args = self.ctx.args
+        capath = args.capath or os.environ.get("X509_CERT_DIR")
+        if args.cacert and os.path.isfile(args.cacert):
+            self.session.verify = args.cacert
+        elif capath and os.path.isdir(capath):
+            self.session.verify = capath
+        self.token_file = _token_path()
+        self.origin = os.environ.get("OIDC_AUTH_ORIGIN") or os.environ.get("PANDA_AUTH_ORIGIN") or ""
+        if self.token_file:
+            if not self.origin:
+                raise PilotError(1008, "a token is configured (OIDC_AUTH_TOKEN/PANDA_AUTH_TOKEN) but no origin "
+                                       "(OIDC_AUTH_ORIGIN/PANDA_AUTH_ORIGIN, e.g. atlas.production)")
+            log.info("server %s, token authentication (token file %s, origin %s)", self.base, self.token_file,
+                     self.origin)
+            return
+        proxy = os.environ.get("X509_USER_PROXY") or (f"/tmp/x509up_u{os.getuid()}")
+        if os.path.isfile(proxy):
+            self.session.cert = (proxy, proxy)
+            log.info("server %s, X509 proxy %s", self.base, proxy)
+        elif self.base.startswith("https://"):
+            log.warning("server %s: no token and no X509 proxy (%s) found: requests are anonymous", self.base, proxy)
+
+    def _auth_headers(self) -> Dict[str, str]:
+        if not self.token_file:
+            return {}
+        try:
+            with open(self.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise PilotError(1318, f"cannot read token file {self.token_file}: {exc}") from None
+        return {"Authorization": f"Bearer {token}", "Origin": self.origin}
+
+    def _post(self, path: str, json_body=None, form=None) -> Optional[proto.ServerReply]:
+        """One request; None for a transient failure (network, timeout, 5xx), else the decoded reply.
+
+        Raises _UseLegacy when a v1 call is not understood by an old server.
+        """
+        url = f"{self.base}{path}"
+        self.requests_sent += 1
+        try:
+            response = self.session.post(url, json=json_body, data=form, headers=self._auth_headers(),
+                                         timeout=self.timeout)
+        except self.requests.RequestException as exc:
+            log.warning("POST %s failed: %s", url, type(exc).__name__ if "token" in str(exc).lower() else exc)
+            return None
+        if response.status_code in (403, 404) and path.startswith("/api/") and self.api == "auto" and (
+                response.status_code == 404 or "forbidden" in response.text.lower()):
+            raise _UseLegacy(f"HTTP {response.status_code}: {response.text[:120]}")
+        if response.status_code >= 500 or response.status_code in (403, 408, 429):
+            log.warning("POST %s: HTTP %d %s", url, response.status_code, response.text[:200].strip())
+            return None
+        if response.status_code != 200:
+            return proto.ServerReply(ok=False, message=f"HTTP {response.status_code}: {response.text[:200]}")
+        return proto.decode_reply(response.text)
+
+    def _call(self, method: str, v1_body: Dict[str, Any], legacy_method: str, legacy_form: Dict[str, str]):
+        if self.api != "legacy":
+            try:
+                return self._post(f"/api/v1/pilot/{method}", json_body=v1_body)
+            except _UseLegacy as exc:
+                log.warning("server does not speak /api/v1 (%s): switching to the legacy protocol", exc)
+                self.api = "legacy"
+        return self._post(f"/server/panda/{legacy_method}", form=legacy_form)
+
+    # --- jobs -------------------------------------------------------------------------------------------------
+    def acquire_params(self, n_jobs: int) -> Dict[str, Any]:
+        ctx, args = self.ctx, self.ctx.args
+        free_mb = shutil.disk_usage(ctx.paths.main).free // (1024 * 1024)
+        if ctx.queuedata.maxwdir:
+            free_mb = min(free_mb, ctx.queuedata.maxwdir)
+        memory = ctx.queuedata.maxrss or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // (1 << 20)
+        label = args.job_label
+        for (tag, from_label), to_label in LABEL_BY_VERSION_TAG.items():
+            if args.version_tag == tag and (from_label is None or from_label == label):
+                label = to_label
+        params: Dict[str, Any] = {
+            "site_name": ctx.queuedata.resource or args.queue, "computing_element": args.queue,
+            "prod_source_label": label, "node": socket.gethostname(), "memory": int(memory),
+            "disk_space": int(free_mb), "n_jobs": n_jobs, "remaining_time": int(max(0, ctx.remaining())),
+        }
+        optional = {"resource_type": args.resource_type, "job_type": args.jobtype,
+                    "harvester_id": os.environ.get("HARVESTER_ID", ""),
+                    "scheduler_id": os.environ.get("PANDA_JSID", "")}
+        params.update({key: value for key, value in optional.items() if value})
+        worker = os.environ.get("HARVESTER_WORKER_ID", "")
+        if worker.isdigit():
+            params["worker_id"] = int(worker)
+        return params
+
+    def fetch(self, max_jobs: int = 1) -> List[Job]:
+        params = self.acquire_params(max_jobs)
+        reply = self._call("acquire_jobs", params, "getJob", proto.legacy_acquire_form(params))
+        if reply is None:
+            raise PilotError(1318, f"no answer from {self.base} to acquire_jobs")
+        if proto.is_no_jobs(reply):
+            log.info("server: %s", reply.message or "no jobs")
+            return []
+        if not reply.ok:
+            raise PilotError(1318, f"acquire_jobs refused: {reply.message or reply.status_code}")
+        jobs = []
+        for raw in reply.jobs:
+            try:
+                job_id_of(raw)
+            except PilotError as exc:
+                log.error("server sent a job without a usable PandaID: %s", exc.diag)
+                continue
+            jobs.append(parse_job(raw, self.ctx.config.file.max_field_length))
+        return jobs
+
+    # --- updates ----------------------------------------------------------------------------------------------
+    def _send_update(self, data: Dict[str, Any]) -> Optional[Reply]:
+        """None: transient failure; Reply(ok=False): refused for good; Reply(ok=True): acknowledged."""
+        reply = self._call("update_job", proto.v1_update_body(data), "updateJob", proto.legacy_update_form(data))
+        if reply is None:
+            return None
+        if reply.status_code == 10:  # server-side DB timeout: try again
+            return None
+        if not reply.ok and "alreadydone" not in reply.commands:
+            log.error("update_job %s for job %s refused: %s", data.get("state"), data.get("jobId"), reply.message)
+            return Reply(ok=False, commands=reply.commands, where=self.base)
+        return Reply(ok=True, commands=reply.commands, where=f"{self.base} (update_job)")
+
+    def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
+        path = self.spool.write(job.jobid, data, final)
+        if not final:
+            result = self._send_update(data)
+            self.spool.remove(path)
+            return result if result is not None else Reply(ok=False, where=self.base)
+        return self._deliver_final(path, data, f"final update of job {job.jobid}")
+
+    def _deliver_final(self, path: str, data: Dict[str, Any], what: str) -> Reply:
+        cfg, ctx = self.ctx.config.pilot, self.ctx
+        outcome: Dict[str, Reply] = {}
+
+        def send() -> Optional[bool]:
+            result = self._send_update(data)
+            if result is None:
+                return None
+            outcome["reply"] = result
+            return result.ok
+
+        def wait(seconds: float) -> None:
+            if ctx.abort.is_set():
+                time.sleep(seconds)
+            else:
+                ctx.abort.wait(seconds)  # an abort shortens the deadline: wake up to re-read it
+
+        deliver(send, ctx.delivery_deadline, cfg.update_retry_initial, cfg.update_retry_max, wait, what)
+        reply = outcome.get("reply")
+        if reply is None:  # never answered: stays in the spool for the next pilot or --replay-spool
+            return Reply(ok=False, where=f"spooled in {path}")
+        if reply.ok:
+            self.spool.remove(path)
+        else:  # refused for good: keep it for a human, out of the replay set
+            os.replace(path, path + ".refused")
+        return reply
+
+    def replay(self, directory: str) -> int:
+        """Send spooled final updates left by an earlier pilot; returns how many were acknowledged."""
+        from .spool import pending_in
+
+        done = 0
+        for path, record in pending_in(directory):
+            what = f"replay of {os.path.basename(path)}"
+            log.info("%s (spooled %s)", what, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record["created"])))
+            if self._deliver_final(path, record["data"], what).ok:
+                done += 1
+        return done
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class _UseLegacy(Exception):
+    pass

@@ -1,0 +1,105 @@
+"""On-disk spool of job updates: written before sending, removed only when the server acknowledged.
+
+Pilot 3 loses a final update if the server is unreachable at that moment (spec §3.6): nothing is written to disk.
+Here a final update is a file first. It is retried with exponential backoff (capped, with jitter) until it is
+acknowledged or the pilot's delivery deadline passes; whatever is left is replayed by the next pilot started in
+the same work dir, or by `--replay-spool DIR`. Non-final updates (heartbeats) are superseded by the next one,
+so a failed heartbeat is not retried, but it is spooled too so a crash mid-send leaves a trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".update.json"
+
+
+class Spool:
+    def __init__(self, directory: str):
+        self.directory = directory
+        os.makedirs(directory, 0o700, exist_ok=True)
+
+    def write(self, job_id: str, data: Dict[str, Any], final: bool) -> str:
+        """Store one update durably; returns its path. The name sorts by job and time."""
+        name = f"{job_id}.{time.time_ns()}.{data.get('state', 'update')}{'.final' if final else ''}{SUFFIX}"
+        path = os.path.join(self.directory, name)
+        record = {"job_id": job_id, "final": final, "created": time.time(), "data": data}
+        temp = path + ".tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        return path
+
+    @staticmethod
+    def remove(path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def pending(self) -> List[Tuple[str, Dict[str, Any]]]:
+        """Spooled final updates, oldest first; unreadable files are reported and left for a human."""
+        return list(pending_in(self.directory))
+
+
+def pending_in(directory: str) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith(SUFFIX))
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                record = json.load(handle)
+            if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
+                raise ValueError("not a spool record")
+        except (OSError, ValueError) as exc:
+            log.error("spool file %s is unreadable (%s); left in place", path, exc)
+            continue
+        if record.get("final"):
+            yield path, record
+        else:
+            Spool.remove(path)  # a stale heartbeat: superseded by whatever the server has now
+
+
+def backoff_delays(initial: float, maximum: float) -> Iterator[float]:
+    """initial, 2*initial, 4*initial ... capped at maximum, each with +-25% jitter (no thundering herd)."""
+    delay = initial
+    while True:
+        yield delay * random.uniform(0.75, 1.25)
+        delay = min(maximum, delay * 2)
+
+
+def deliver(send: Callable[[], Optional[bool]], deadline: Callable[[], float], initial: float, maximum: float,
+            wait: Callable[[float], Any], what: str) -> bool:
+    """Call `send` until it returns True (acknowledged) or False (refused for good), or the deadline passes.
+
+    `send` returns None for a transient failure. `deadline()` is re-read before every wait (an abort shortens
+    it); `wait(seconds)` sleeps, and may return early.
+    """
+    attempt = 0
+    for delay in backoff_delays(initial, maximum):
+        attempt += 1
+        result = send()
+        if result is not None:
+            return result
+        left = deadline() - time.monotonic()
+        if left <= 0:
+            log.error("%s: not acknowledged after %d attempt(s); deadline reached, left in the spool", what, attempt)
+            return False
+        pause = min(delay, left)
+        log.warning("%s: attempt %d failed, retrying in %.1f s (%.0f s before the deadline)", what, attempt, pause,
+                    left)
+        wait(pause)
+    return False  # pragma: no cover - backoff_delays never ends

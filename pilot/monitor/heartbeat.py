@@ -1,0 +1,130 @@
+"""Job heartbeats and the server's commands.
+
+One thread for all jobs of the pilot: it sleeps until the next heartbeat is due (or a job is added or removed),
+sends a `running` update for each job that is due, and applies what the server answers. Default interval 1800 s
+([Pilot] heartbeat), 60 s in debug mode ([Pilot] debug_heartbeat); any cadence well under the server's 2 h
+lost-heartbeat limit works.
+
+Commands (spec panda-server.md A.7): tobekilled -> kill the payload, job fails with 1144; alreadydone on a
+running job -> the server has finished it: stop it (1236); softkill -> finish the current jobs, take no new ones;
+debug / debugoff -> heartbeat every debug_heartbeat s; any other command with a space is a debug command
+(tail, ls, ps, du only; run without a shell, in the job's work dir) whose output goes in the next update.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import threading
+import time
+from typing import Dict, List
+
+from ..job import Job
+
+log = logging.getLogger(__name__)
+
+DEBUG_VERBS = ("tail", "ls", "ps", "du")
+MAX_DEBUG_OUTPUT = 2048
+
+
+def run_debug_command(command: str, workdir: str) -> str:
+    """Run an allowed debug command (no shell; paths must stay inside the work dir); its output, truncated."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        return f"debug command not parsed: {exc}"
+    if not argv or argv[0] not in DEBUG_VERBS:
+        return f"debug command {argv[:1]} not allowed (allowed: {', '.join(DEBUG_VERBS)})"
+    for arg in argv[1:]:
+        if arg.startswith("/") or ".." in arg.split("/") or any(ch in arg for ch in ";|&$`<>\n"):
+            return f"debug command argument {arg!r} not allowed"
+    try:
+        done = subprocess.run(argv, cwd=workdir or None, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"debug command failed: {exc}"
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    return output[-MAX_DEBUG_OUTPUT:]
+
+
+def apply_commands(ctx, job: Job, commands: List[str]) -> None:
+    """Act on the commands of one update reply for `job`."""
+    for command in commands:
+        if command == "tobekilled":
+            job.kill.fire(1144, "job killed by the PanDA server (tobekilled)")
+        elif command == "alreadydone":
+            if not job.kill.is_set():
+                job.kill.fire(1236, "server reports the job as already done (alreadydone)")
+        elif command == "softkill":
+            ctx.drain.fire(0, f"server sent softkill for job {job.jobid}")
+        elif command == "debug":
+            job.debug = True
+        elif command == "debugoff":
+            job.debug = False
+        elif " " in command or command in DEBUG_VERBS:
+            job.debug_stdout = run_debug_command(command, job.workdir)
+        elif command == "nocleanup":
+            job.keep_workdir = True
+        else:
+            log.warning("job %s: unknown server command %r ignored", job.jobid, command)
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, ctx, pipeline):
+        super().__init__(name="heartbeat", daemon=True)
+        self.ctx = ctx
+        self.pipeline = pipeline
+        self._cond = threading.Condition()
+        self._due: Dict[str, float] = {}  # jobid -> monotonic time of the next heartbeat
+        self._jobs: Dict[str, Job] = {}
+        self._stopped = False
+
+    def interval(self, job: Job) -> float:
+        cfg = self.ctx.config.pilot
+        return cfg.debug_heartbeat if job.debug else cfg.heartbeat
+
+    def watch(self, job: Job) -> None:
+        job.last_heartbeat = job.last_heartbeat or time.monotonic()
+        with self._cond:
+            self._jobs[job.jobid] = job
+            self._due[job.jobid] = time.monotonic() + self.interval(job)
+            self._cond.notify()
+
+    def unwatch(self, job: Job) -> None:
+        with self._cond:
+            self._jobs.pop(job.jobid, None)
+            self._due.pop(job.jobid, None)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    due = [jobid for jobid, when in self._due.items() if when <= now]
+                    if due:
+                        break
+                    timeout = min(self._due.values()) - now if self._due else None
+                    self._cond.wait(timeout)
+                if self._stopped:
+                    return
+                jobs = [self._jobs[jobid] for jobid in due]
+                for job in jobs:
+                    self._due[job.jobid] = time.monotonic() + self.interval(job)
+            for job in jobs:
+                self.beat(job)
+
+    def beat(self, job: Job) -> None:
+        self.pipeline.report(job)
+        silent = time.monotonic() - job.last_heartbeat
+        if silent > self.ctx.config.pilot.lost_heartbeat and not job.kill.is_set():
+            # the server has declared this job lost long ago: stop wasting the slot on it
+            job.kill.fire(1317, f"no update of job {job.jobid} acknowledged for {silent:.0f} s (lost heartbeat)")
+        with self._cond:  # debug mode may have changed the interval
+            if job.jobid in self._due:
+                self._due[job.jobid] = min(self._due[job.jobid], time.monotonic() + self.interval(job))
