@@ -106,6 +106,8 @@ class Job:
     debug_stdout: str = ""  # output of the last server debug command, sent with the next update
     keep_workdir: bool = False  # server said nocleanup
     last_heartbeat: float = 0.0  # time.monotonic() of the last acknowledged update
+    memory: Dict[str, int] = field(default_factory=dict)  # maxRSS, avgPSS, totRBYTES... (updateJob names)
+    metrics: Dict[str, Any] = field(default_factory=dict)  # jobMetrics key=value pairs
     workdir: str = ""
     stageout_mode: str = "all"  # all | log
     trans_exit_code: Optional[int] = None
@@ -382,6 +384,9 @@ def update_dict(job: Job, state: str, static: Dict[str, Any], final: bool,
         data["cpuConversionFactor"] = 1.0
     if job.nevents:
         data["nEvents"] = job.nevents
+    data.update(job.memory)
+    metrics = dict(job.metrics, coreCount=job.corecount, **({"nEvents": job.nevents} if job.nevents else {}))
+    data["jobMetrics"] = " ".join(f"{key}={value}" for key, value in sorted(metrics.items()))[:500]
     if job.debug_stdout:
         data["stdout"] = job.debug_stdout
     if job.errors:

@@ -125,6 +125,10 @@ class PayloadProcess:
         if alive:
             log.warning("SIGKILL to %s after %.0f s grace", sorted(p.pid for p in alive), grace)
             self._signal(alive + self.descendants(), signal.SIGKILL)
+            deadline = time.monotonic() + 2.0  # SIGKILL is not ignorable; give the kernel a moment
+            while alive and time.monotonic() < deadline:
+                time.sleep(0.01)
+                alive = [p for p in alive if _running(p, psutil)]
         self._reap(targets)
         return len(targets)
 

@@ -10,6 +10,8 @@ import time
 from ..errors import PilotError
 from ..job import Job, JobState
 from ..payload.command import payload_command
+from ..monitor.jobmonitor import JobMonitor
+from ..monitor.sampler import leak_fit, update_fields
 from ..payload.process import PayloadProcess
 from .base import Stage
 
@@ -31,6 +33,8 @@ class ExecuteStage(Stage):
             job.pid = proc.start()
         except OSError as exc:
             raise PilotError(1305, f"cannot start payload: {exc}") from None
+        monitor = JobMonitor(self.ctx, job, proc)
+        monitor.start()
         self.pipeline.report(job)
         grace = cfg.pilot.kill_grace
         def kill() -> None:
@@ -38,7 +42,9 @@ class ExecuteStage(Stage):
 
         with self.ctx.on_abort(kill), job.kill.on_fire(kill):
             exit_code = proc.wait()
+        monitor.stop()
         leftovers = proc.cleanup(grace)
+        self._record_usage(job, monitor)
         if leftovers:
             log.info("job %s: killed %d process(es) the payload left behind", job.jobid, leftovers)
         job.cpu_seconds = proc.cpu_seconds
@@ -50,6 +56,18 @@ class ExecuteStage(Stage):
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
         elif exit_code != 0:
             job.fail(1305, f"payload exited with code {exit_code}" + _last_line(os.path.join(job.workdir, cfg.payload.payloadstderr)))
+
+    def _record_usage(self, job: Job, monitor: JobMonitor) -> None:
+        summary = monitor.finish()
+        job.memory = update_fields(summary, time.time() - job.started_at)
+        fit = leak_fit(monitor.sampler.samples)
+        if fit:
+            job.metrics.update({"leak": fit["slope"], "chi2": fit["chi2"]})
+        if summary.get("Max"):
+            job.metrics["maxProcs"] = int(summary["Max"]["nprocs"])
+            log.info("job %s: max PSS %d kB, max RSS %d kB, %d process(es) at most, %d sample(s)", job.jobid,
+                     summary["Max"]["pss"], summary["Max"]["rss"], summary["Max"]["nprocs"],
+                     len(monitor.sampler.samples))
 
     def _read_error_report(self, job: Job) -> None:
         """payload_error_report.json, if the payload wrote one: {"error_code": N, "error_diag": "..."}."""

@@ -1,0 +1,84 @@
+"""The monitor of one running payload: samples the process tree and runs the checks, each at its interval.
+
+It sleeps until the next sample or check is due (an Event wait, so stopping it is immediate), and when a check
+fails it records nothing itself: it fires the job's kill trigger with the check's code, and the execute stage
+turns that into the job's failure once the payload is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Dict, Optional
+
+from .checks import Check, MonitorState, WorkdirScan, default_checks
+from .sampler import TreeSampler
+
+log = logging.getLogger(__name__)
+
+SUSPEND_GAP = 600.0  # a tick this much later than planned means the node (or pilot) was stopped
+
+
+class JobMonitor(threading.Thread):
+    def __init__(self, ctx, job, payload, checks=None):
+        super().__init__(name=f"monitor-{job.jobid}", daemon=True)
+        self.ctx = ctx
+        self.job = job
+        self.sampler = TreeSampler(payload, job.workdir)
+        self.checks = default_checks() if checks is None else checks
+        self.state = MonitorState(ctx=ctx, job=job, started=time.time())
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        sample_every = float(self.ctx.config.pilot.memory_usage_verification_time)
+        due: Dict[object, float] = {"sample": time.monotonic() + min(sample_every, 5.0)}
+        for check in self.checks:
+            due[check] = time.monotonic() + check.interval(self.ctx)
+        planned = min(due.values())
+        while not self._halt.wait(max(0.0, planned - time.monotonic())):
+            now = time.monotonic()
+            late = now - planned
+            if late > SUSPEND_GAP:
+                self.state.suspended += late
+                log.warning("job %s: monitor woke %.0f s late: node was suspended?", self.job.jobid, late)
+            if self.tick(now, due, sample_every):
+                return
+            planned = min(due.values())
+
+    def tick(self, now: float, due: Dict[object, float], sample_every: float) -> bool:
+        """Run what is due; True when a check fired (the payload is being killed)."""
+        if due["sample"] <= now:
+            due["sample"] = now + sample_every
+            try:
+                self.state.sample = self.sampler.sample() or self.state.sample
+            except OSError as exc:
+                log.warning("job %s: memory sample failed: %s", self.job.jobid, exc)
+        todo = [check for check in self.checks if due[check] <= now]
+        if not todo:
+            return False
+        self.state.scan = WorkdirScan.of(self.job.workdir)
+        for check in todo:
+            due[check] = now + check.interval(self.ctx)
+            result = self._run(check)
+            if result:
+                code, diag = result
+                log.error("job %s: %s check failed: %s", self.job.jobid, check.name, diag)
+                self.job.kill.fire(code, diag)
+                return True
+        return False
+
+    def _run(self, check: Check) -> Optional[tuple]:
+        try:
+            return check.run(self.state)
+        except OSError as exc:
+            log.warning("job %s: %s check could not run: %s", self.job.jobid, check.name, exc)
+            return None
+
+    def finish(self) -> Dict[str, Dict[str, float]]:
+        """After the payload ended: the prmon-style summary (also written to the work dir)."""
+        self.join()
+        return self.sampler.write_summary()

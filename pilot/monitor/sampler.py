@@ -1,0 +1,134 @@
+"""One psutil pass over the payload's process tree per interval: memory, CPU, I/O, processes, threads.
+
+Output is what PanDA tooling already reads from prmon (which is not installable here, spec real-backends §6):
+`memory_monitor_output.txt` (tab-separated, first line names the columns) and `memory_monitor_summary.json`
+(`{"Max": {...}, "Avg": {...}}` with prmon's keys; memory in kB, I/O in bytes, times in s). Processes that
+exit between samples keep contributing their last CPU and I/O counters, so totals never go backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Dict, List, Optional
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("Time", "nprocs", "nthreads", "pss", "rss", "swap", "vmem", "rchar", "read_bytes", "wchar",
+           "write_bytes", "rx_bytes", "rx_packets", "tx_bytes", "tx_packets", "stime", "utime", "wtime")
+MEMORY = ("pss", "rss", "swap", "vmem")
+COUNTERS = ("rchar", "read_bytes", "wchar", "write_bytes", "stime", "utime")
+OUTPUT_FILE = "memory_monitor_output.txt"
+SUMMARY_FILE = "memory_monitor_summary.json"
+
+
+class TreeSampler:
+    def __init__(self, payload, workdir: str):
+        self.payload = payload
+        self.workdir = workdir
+        self.started = time.time()
+        self.samples: List[Dict[str, float]] = []
+        self._last: Dict[int, Dict[str, float]] = {}  # pid -> last counters seen (for exited processes)
+        self._output = os.path.join(workdir, OUTPUT_FILE)
+        with open(self._output, "w", encoding="ascii") as handle:
+            handle.write("\t".join(COLUMNS) + "\n")
+
+    def sample(self) -> Optional[Dict[str, float]]:
+        import psutil
+
+        row = {key: 0.0 for key in COLUMNS}
+        now = time.time()
+        row["Time"] = int(now)
+        row["wtime"] = round(now - self.started, 1)
+        seen = set()
+        for proc in self.payload.descendants():
+            try:
+                with proc.oneshot():
+                    mem = proc.memory_full_info()
+                    cpu = proc.cpu_times()
+                    threads = proc.num_threads()
+                    try:
+                        io = proc.io_counters()
+                    except (psutil.AccessDenied, AttributeError):
+                        io = None
+            except psutil.Error:
+                continue
+            seen.add(proc.pid)
+            row["nprocs"] += 1
+            row["nthreads"] += threads
+            row["pss"] += getattr(mem, "pss", mem.rss) / 1024
+            row["rss"] += mem.rss / 1024
+            row["swap"] += getattr(mem, "swap", 0) / 1024
+            row["vmem"] += mem.vms / 1024
+            self._last[proc.pid] = {
+                "utime": cpu.user, "stime": cpu.system,
+                "rchar": getattr(io, "read_chars", 0) if io else 0, "wchar": getattr(io, "write_chars", 0) if io else 0,
+                "read_bytes": io.read_bytes if io else 0, "write_bytes": io.write_bytes if io else 0,
+            }
+        for counters in self._last.values():  # alive ones and those that exited since: totals only grow
+            for key in COUNTERS:
+                row[key] += counters[key]
+        if not seen:
+            return None
+        for key in MEMORY:
+            row[key] = int(row[key])
+        self.samples.append(row)
+        with open(self._output, "a", encoding="ascii") as handle:
+            handle.write("\t".join(str(int(row[key]) if key not in ("stime", "utime", "wtime")
+                                       else round(row[key], 2)) for key in COLUMNS) + "\n")
+        return row
+
+    def summary(self) -> Dict[str, Dict[str, float]]:
+        if not self.samples:
+            return {"Max": {}, "Avg": {}}
+        keys = [key for key in COLUMNS if key != "Time"]
+        maxima = {key: max(sample[key] for sample in self.samples) for key in keys}
+        averages = {key: round(sum(sample[key] for sample in self.samples) / len(self.samples), 2) for key in keys}
+        return {"Max": maxima, "Avg": averages}
+
+    def write_summary(self) -> Dict[str, Dict[str, float]]:
+        summary = self.summary()
+        with open(os.path.join(self.workdir, SUMMARY_FILE), "w", encoding="ascii") as handle:
+            json.dump(summary, handle, indent=1, sort_keys=True)
+        return summary
+
+
+def leak_fit(samples: List[Dict[str, float]]) -> Optional[Dict[str, float]]:
+    """Least-squares slope (kB/s) of PSS+swap against time and the chi2 of the fit (memory-leak estimate).
+
+    The first and last fifth of the samples are dropped (start-up and tear-down are not leaks), as Pilot 3 does
+    with its `tails` option; None when there are too few samples to say anything.
+    """
+    if len(samples) < 5:
+        return None
+    cut = len(samples) // 5
+    kept = samples[cut: len(samples) - cut] if cut else samples
+    xs = [sample["wtime"] for sample in kept]
+    ys = [sample["pss"] + sample["swap"] for sample in kept]
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
+    intercept = mean_y - slope * mean_x
+    chi2 = sum((y - (intercept + slope * x)) ** 2 / max(abs(intercept + slope * x), 1.0) for x, y in zip(xs, ys))
+    return {"slope": round(slope, 3), "chi2": round(chi2, 3)}
+
+
+def update_fields(summary: Dict[str, Dict[str, float]], wall: float) -> Dict[str, float]:
+    """updateJob memory/IO fields (spec panda-server A.5) from a summary: kB for memory, bytes and bytes/s for IO."""
+    mx, avg = summary.get("Max") or {}, summary.get("Avg") or {}
+    if not mx:
+        return {}
+    fields = {"maxRSS": mx["rss"], "maxVMEM": mx["vmem"], "maxSWAP": mx["swap"], "maxPSS": mx["pss"],
+              "avgRSS": avg["rss"], "avgVMEM": avg["vmem"], "avgSWAP": avg["swap"], "avgPSS": avg["pss"],
+              "totRCHAR": mx["rchar"], "totWCHAR": mx["wchar"], "totRBYTES": mx["read_bytes"],
+              "totWBYTES": mx["write_bytes"]}
+    wall = max(wall, 1.0)
+    for name, key in (("rateRCHAR", "rchar"), ("rateWCHAR", "wchar"), ("rateRBYTES", "read_bytes"),
+                      ("rateWBYTES", "write_bytes")):
+        fields[name] = mx[key] / wall
+    return {key: int(value) for key, value in fields.items()}
