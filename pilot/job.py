@@ -85,6 +85,7 @@ class Job:
     homepackage: str = ""
     cmtconfig: str = ""
     container_name: str = ""
+    container: str = ""  # "runtime:image" when the payload runs in a container
     maxcpucount: int = 0
     maxwalltime: int = 0
     minramcount: int = 0

@@ -6,12 +6,16 @@ as such; the transformation name and every value the pilot adds are quoted. File
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 from typing import Dict, List, Tuple
 
 from ..errors import PilotError
 from ..job import Job
+from .containers import plan_container, wrap_command
+
+log = logging.getLogger(__name__)
 
 
 def _queue_environ(environ: str) -> Dict[str, str]:
@@ -44,14 +48,19 @@ def payload_environment(job: Job, ctx) -> Dict[str, str]:
 
 
 def payload_command(job: Job, ctx) -> Tuple[List[str], Dict[str, str]]:
-    """(argv, env) for the payload: `bash -c '<trf> <jobPars>'` in the job work dir."""
+    """(argv, env) for the payload: `bash -c '<trf> <jobPars>'` in the job work dir, or that in a container."""
+    plan = plan_container(job, ctx.queuedata)
     trf = job.transformation
     if trf.startswith(("http://", "https://")):
         raise PilotError(1149, "downloading transformations from a URL is not supported by this pilot version "
                                f"(transformation {trf[:80]})")
-    if "/" in trf:
+    if "/" in trf and plan is None:
         path = trf if os.path.isabs(trf) else os.path.join(job.workdir, trf)
         if not os.path.isfile(path):
             raise PilotError(1346, f"transformation {trf[:80]} not found")
     command = shlex.quote(trf) + (" " + job.jobpars if job.jobpars else "")
-    return ["/bin/bash", "-c", command], payload_environment(job, ctx)
+    env = payload_environment(job, ctx)
+    if plan is None:
+        return ["/bin/bash", "-c", command], env
+    log.info("job %s runs in %s container %s", job.jobid, plan.runtime, plan.image)
+    return wrap_command(plan, command, job.workdir, env), env

@@ -77,23 +77,40 @@ class PayloadProcess:
 
     # --- finding our processes --------------------------------------------------------------------------------
     def descendants(self) -> list:
-        """psutil.Process objects below the pilot that belong to this payload (leader included if alive)."""
+        """psutil.Process objects below the pilot that belong to this payload (leader included if alive).
+
+        A process is the payload's if it is in the leader's session, carries the payload's token, or descends
+        from one that does (container runtimes such as podman's conmon start their children in new sessions
+        with a clean environment).
+        """
         psutil = _psutil()
-        ours: list = []
         if psutil is None:
-            return ours
+            return []
         try:
             below = psutil.Process(os.getpid()).children(recursive=True)
         except psutil.Error:
-            return ours
+            return []
+        parent: Dict[int, int] = {}
         for proc in below:
             try:
-                if proc.pid == self.pid or os.getsid(proc.pid) == self.pid:
-                    ours.append(proc)
-                elif proc.environ().get(TOKEN_VAR) == self.token:
-                    ours.append(proc)
+                parent[proc.pid] = proc.ppid()
+            except psutil.Error:
+                continue
+        marked = set()
+        for proc in below:
+            try:
+                if proc.pid == self.pid or os.getsid(proc.pid) == self.pid or \
+                        proc.environ().get(TOKEN_VAR) == self.token:
+                    marked.add(proc.pid)
             except (psutil.Error, OSError):
                 continue
+        ours = []
+        for proc in below:
+            pid, seen = proc.pid, 0
+            while pid in parent and pid not in marked and seen < 10000:
+                pid, seen = parent[pid], seen + 1
+            if pid in marked:
+                ours.append(proc)
         return ours
 
     # --- killing ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 from ..errors import PilotError
 from ..job import Job, JobState
 from ..payload.command import payload_command
+from ..payload.containers import failure_code
 from ..monitor.jobmonitor import JobMonitor
 from ..monitor.sampler import leak_fit, update_fields
 from ..payload.process import PayloadProcess
@@ -55,7 +56,13 @@ class ExecuteStage(Stage):
         if proc.killed_by_pilot and stop.is_set():
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
         elif exit_code != 0:
-            job.fail(1305, f"payload exited with code {exit_code}" + _last_line(os.path.join(job.workdir, cfg.payload.payloadstderr)))
+            stderr = _tail(os.path.join(job.workdir, cfg.payload.payloadstderr))
+            runtime = failure_code(stderr) if job.container else None
+            if runtime:
+                job.fail(runtime[0], f"container failure (exit {exit_code}): {runtime[1]}")
+            else:
+                lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+                job.fail(1305, f"payload exited with code {exit_code}" + (f": {lines[-1][:160]}" if lines else ""))
 
     def _record_usage(self, job: Job, monitor: JobMonitor) -> None:
         summary = monitor.finish()
@@ -84,13 +91,12 @@ class ExecuteStage(Stage):
 
 
 
-def _last_line(path: str, limit: int = 4096) -> str:
-    """': <last non-empty line of stderr>' for the diagnostic, or '' if there is none."""
+def _tail(path: str, limit: int = 8192) -> str:
+    """The last `limit` bytes of a text file ('' if it cannot be read)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - limit))
-            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+            return handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return f": {lines[-1][:160]}" if lines else ""

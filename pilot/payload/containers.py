@@ -1,0 +1,130 @@
+"""Run the payload in a container: apptainer/singularity, podman, or bubblewrap.
+
+When (Pilot 3 rules, spec §11): the job names an image (`--containerImage X` in jobPars, or `container_name`),
+or it names a platform (cmtConfig) and the queue's `container_type` has a `pilot` runtime. A job that needs a
+container on a queue with no `pilot` runtime fails with 1384; an image that is not there, 1360. The job work dir
+is bound at the same path inside, so file names and the pilot's view of the work dir stay the same.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import PilotError
+
+RUNTIMES = ("apptainer", "singularity", "podman", "bwrap")
+_IMAGE_OPTION = re.compile(r"(?:^|\s)--containerImage(?:=|\s+)(\S+)")
+
+# stderr patterns of the runtimes -> PanDA codes (Pilot 3's apptainer list, plus podman and bwrap)
+FAILURE_PATTERNS: Tuple[Tuple[str, int], ...] = (
+    ("Not mounting requested bind point", 1308),
+    ("No more available loop devices", 1307),
+    ("Failed to mount image", 1309),
+    ("error: while mounting", 1309),
+    ("Failed invoking the NEWUSER namespace runtime", 1340),
+    ("Failed to create user namespace", 1345),
+    ("Singularity is not installed", 1325),
+    ("Apptainer is not installed", 1372),
+    ("could not open image", 1360),
+    ("image not known", 1360),
+    ("no such image", 1360),
+    ("bwrap: Can't find source path", 1360),
+    ("bwrap: execvp", 1360),
+    ("bwrap: Can't mkdir", 1309),
+    ("resource temporarily unavailable", 1348),
+    ("bwrap: Creating new namespace failed", 1340),
+)
+
+
+def parse_container_type(value: str) -> Dict[str, str]:
+    """'apptainer:pilot;docker:wrapper' -> {'pilot': 'apptainer', 'wrapper': 'docker'}."""
+    result: Dict[str, str] = {}
+    for part in (value or "").split(";"):
+        runtime, sep, role = part.strip().partition(":")
+        if sep and runtime and role:
+            result[role.strip()] = runtime.strip()
+    return result
+
+
+def split_image_option(jobpars: str) -> Tuple[str, str]:
+    """(jobPars without --containerImage X, X or '')."""
+    match = _IMAGE_OPTION.search(jobpars)
+    if not match:
+        return jobpars, ""
+    return (jobpars[:match.start()] + jobpars[match.end():]).strip(), match.group(1)
+
+
+@dataclass
+class ContainerPlan:
+    runtime: str
+    image: str
+    options: str = ""
+
+
+def plan_container(job, queuedata) -> Optional[ContainerPlan]:
+    """Whether and how to containerise `job`; raises PilotError 1384/1360/1341 when it cannot be done."""
+    jobpars, image = split_image_option(job.jobpars)
+    image = image or job.container_name
+    runtime = parse_container_type(queuedata.container_type).get("pilot", "")
+    if not image and not (job.cmtconfig and runtime):
+        return None
+    if not runtime:
+        raise PilotError(1384, f"job wants container image {image or job.cmtconfig!r} but the queue's "
+                               f"container_type has no pilot runtime ({queuedata.container_type!r})")
+    if runtime == "singularity" and not shutil.which("singularity") and shutil.which("apptainer"):
+        runtime = "apptainer"
+    if runtime not in RUNTIMES:
+        raise PilotError(1341, f"unsupported container runtime {runtime!r} (supported: {', '.join(RUNTIMES)})")
+    if not image:
+        raise PilotError(1360, f"no container image for platform {job.cmtconfig!r}: the job names none")
+    if not shutil.which(runtime):
+        code = {"apptainer": 1372, "singularity": 1325}.get(runtime, 1360)
+        raise PilotError(code, f"container runtime {runtime} is not installed on this node")
+    if image.startswith("/") and not os.path.exists(image):
+        raise PilotError(1360, f"container image {image} not found")
+    job.jobpars = jobpars
+    job.container = f"{runtime}:{image}"
+    return ContainerPlan(runtime=runtime, image=image, options=queuedata.container_options or "")
+
+
+def _shell_in(image: str) -> str:
+    if os.path.isdir(image) and not os.path.exists(os.path.join(image, "bin", "bash")):
+        return "/bin/sh"
+    return "/bin/bash"
+
+
+def wrap_command(plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
+    """argv that runs the shell `command` inside the container, in `workdir` bound at the same path."""
+    shell = _shell_in(plan.image)
+    if plan.runtime in ("apptainer", "singularity"):
+        argv = [plan.runtime, "exec", "-B", workdir, "--pwd", workdir]
+        return argv + (shlex.split(plan.options) if plan.options else []) + [plan.image, shell, "-c", command]
+    if plan.runtime == "podman":
+        argv = ["podman", "run", "--rm", "-v", f"{workdir}:{workdir}", "-w", workdir]
+        for key in ("PandaID", "PanDA_TaskID", "ATHENA_PROC_NUMBER", "ATHENA_CORE_NUMBER", "PILOT_HOME"):
+            if key in env:
+                argv += ["-e", f"{key}={env[key]}"]
+        argv += shlex.split(plan.options) if plan.options else []
+        if plan.image.startswith("/"):
+            argv += ["--rootfs", plan.image]
+        else:
+            argv.append(plan.image)
+        return argv + [shell, "-c", command]
+    # bubblewrap: the image is an unpacked root file system
+    return ["bwrap", "--ro-bind", plan.image, "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--share-net", "--die-with-parent",
+            *(shlex.split(plan.options) if plan.options else []), shell, "-c", command]
+
+
+def failure_code(stderr_tail: str) -> Optional[Tuple[int, str]]:
+    """(code, matched line) when the payload's stderr shows a container runtime failure."""
+    for line in stderr_tail.splitlines():
+        for pattern, code in FAILURE_PATTERNS:
+            if pattern.lower() in line.lower():
+                return code, line.strip()[:200]
+    return None
