@@ -182,6 +182,7 @@ def run(args) -> int:
     queuedata = load_queuedata(args.queue, args.queuedata_url, config.information.queuedata_url,
                                config.information.download_timeout, config.information.download_attempts,
                                os.path.join(main_dir, config.information.queuedata_cache))
+    verify_proxy_at_start(args, config)
     storage = os.path.join(main_dir, "storage")
     paths = Paths(source=os.getcwd(), main=main_dir,
                   input_dir=os.path.abspath(args.input_dir) if args.input_dir else storage,
@@ -197,6 +198,21 @@ def run(args) -> int:
     code = pipeline.run()
     summarize(pipeline, code)
     return code
+
+
+def verify_proxy_at_start(args, config) -> None:
+    """A proxy that is named but unusable, expired or too short stops the pilot before it asks for a job."""
+    from .monitor.proxy import check_proxy, proxy_path
+
+    if not args.verify_proxy:
+        return
+    path = proxy_path()
+    if not os.environ.get("X509_USER_PROXY") and not os.path.exists(path):
+        return  # no proxy in use (token authentication, or a local queue)
+    problem = check_proxy(path, config.pilot.proxy_min_lifetime_start, 1382)
+    if problem:
+        raise PilotError(*problem)
+    log.info("X509 proxy %s is valid", path)
 
 
 def make_channel(ctx, source: str):

@@ -203,6 +203,21 @@ class WalltimeCheck(Check):
         return None
 
 
+class ProxyCheck(Check):
+    """The X509 proxy the job uses must outlive it: expired 1373, under the running minimum 1370."""
+
+    name = "proxy"
+    interval_key = "proxy_verification_time"
+
+    def run(self, state: MonitorState) -> Result:
+        from .proxy import check_proxy, proxy_path
+
+        ctx = state.ctx
+        if not ctx.args.verify_proxy or not os.path.exists(proxy_path()):
+            return None
+        return check_proxy(proxy_path(), ctx.config.pilot.proxy_min_lifetime_running, 1370)
+
+
 def default_checks() -> List[Check]:
     return [MemoryCheck(), DiskSpaceCheck(), WorkdirSizeCheck(), StdoutSizeCheck(), OutputSizeCheck(),
-            LoopingCheck(), KillFileCheck(), WalltimeCheck()]
+            LoopingCheck(), KillFileCheck(), WalltimeCheck(), ProxyCheck()]

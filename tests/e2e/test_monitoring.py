@@ -131,3 +131,30 @@ def test_memory_monitor_files_in_log(tmp_path, jobdir):
         text = tar.extractfile(names["memory_monitor_output.txt"]).read().decode().splitlines()
     assert set(summary) == {"Max", "Avg"} and summary["Max"]["rss"] > 0
     assert text[0].split("\t")[:4] == ["Time", "nprocs", "nthreads", "pss"] and len(text) >= 3
+
+
+def test_expired_proxy_stops_pilot_before_any_job(tmp_path, jobdir):
+    from tests.unit.test_proxy import make_cert
+
+    write_job(jobdir, job_definition(509))
+    proxy = make_cert(tmp_path / "x509up", -60)
+    result = run(tmp_path, jobdir, {"X509_USER_PROXY": proxy})
+    assert result.returncode == 68, result.stderr[-2000:]  # Pilot 3's shell code for proxy problems
+    assert "1373" in result.stderr and "expired" in result.stderr
+    assert os.path.exists(os.path.join(str(jobdir), "job_509.json")), "no job may be taken"
+
+
+def test_short_proxy_exits_80_and_proxy_expiring_during_job_gives_1370(tmp_path, jobdir):
+    from tests.unit.test_proxy import make_cert
+
+    proxy = make_cert(tmp_path / "x509up", 1200)
+    short = run(tmp_path, jobdir, {"X509_USER_PROXY": proxy})
+    assert short.returncode == 80 and "1382" in short.stderr
+    write_job(jobdir, job_definition(510, pars="-c 'sleep 120'"))
+    second = tmp_path / "second"
+    second.mkdir()
+    result = run(second, jobdir, {"X509_USER_PROXY": proxy, "PILOT_CFG_PILOT_PROXY_MIN_LIFETIME_START": "60",
+                                    "PILOT_CFG_PILOT_PROXY_MIN_LIFETIME_RUNNING": "1800",
+                                    "PILOT_CFG_PILOT_PROXY_VERIFICATION_TIME": "1"})
+    final = result.final(510)
+    assert final["pilotErrorCode"] == 1370 and "proxy" in final["pilotErrorDiag"], result.stderr[-2000:]
