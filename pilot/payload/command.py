@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 from typing import Dict, List, Tuple
 
 from ..errors import PilotError
@@ -47,13 +48,55 @@ def payload_environment(job: Job, ctx) -> Dict[str, str]:
     return env
 
 
+def allowed_base_urls(ctx) -> List[str]:
+    """-g/--baseurls, $PANDA_BASE_URLS and [Payload] trf_base_urls: where a transformation may come from."""
+    urls = []
+    for source in (ctx.args.baseurls, os.environ.get("PANDA_BASE_URLS", ""), ctx.config.payload.trf_base_urls):
+        urls += [url.strip() for url in (source or "").split(",") if url.strip()]
+    return urls
+
+
+def fetch_transformation(url: str, workdir: str, allowed: List[str]) -> str:
+    """Download an analysis transformation into the work dir; returns its file name. 1149 on any failure.
+
+    Only URLs under an allowed base URL are fetched: a job definition must not make a worker node download
+    and run code from anywhere. With $HARVESTER_WORKDIR holding a file of that name, it is used instead
+    (Harvester pre-places transformations on nodes without outbound network).
+    """
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if not name or name in (".", "..") or not all(ch.isalnum() or ch in "._-+" for ch in name):
+        raise PilotError(1149, f"transformation URL {url[:120]} does not end in a usable file name")
+    dest = os.path.join(workdir, name)
+    preplaced = os.path.join(os.environ.get("HARVESTER_WORKDIR", ""), name)
+    if os.environ.get("HARVESTER_WORKDIR") and os.path.isfile(preplaced):
+        shutil.copyfile(preplaced, dest)
+    else:
+        if not any(url.startswith(base if base.endswith("/") else base + "/") for base in allowed):
+            raise PilotError(1149, f"transformation URL {url[:120]} is not under an allowed base URL "
+                                   f"(-g/--baseurls, PANDA_BASE_URLS, [Payload] trf_base_urls)")
+        import requests
+
+        try:
+            reply = requests.get(url, timeout=(30, 300))
+            reply.raise_for_status()
+        except requests.RequestException as exc:
+            raise PilotError(1149, f"cannot download transformation {url[:120]}: {exc}") from None
+        with open(dest, "wb") as handle:
+            handle.write(reply.content)
+    try:
+        os.chmod(dest, 0o755)
+    except OSError as exc:
+        raise PilotError(1143, f"cannot make {name} executable: {exc}") from None
+    log.info("transformation %s ready as %s", url, dest)
+    return name
+
+
 def payload_command(job: Job, ctx) -> Tuple[List[str], Dict[str, str]]:
     """(argv, env) for the payload: `bash -c '<trf> <jobPars>'` in the job work dir, or that in a container."""
     plan = plan_container(job, ctx.queuedata)
     trf = job.transformation
     if trf.startswith(("http://", "https://")):
-        raise PilotError(1149, "downloading transformations from a URL is not supported by this pilot version "
-                               f"(transformation {trf[:80]})")
+        trf = "./" + fetch_transformation(trf, job.workdir, allowed_base_urls(ctx))
     if "/" in trf and plan is None:
         path = trf if os.path.isabs(trf) else os.path.join(job.workdir, trf)
         if not os.path.isfile(path):
