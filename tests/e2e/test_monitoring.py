@@ -158,3 +158,33 @@ def test_short_proxy_exits_80_and_proxy_expiring_during_job_gives_1370(tmp_path,
                                     "PILOT_CFG_PILOT_PROXY_VERIFICATION_TIME": "1"})
     final = result.final(510)
     assert final["pilotErrorCode"] == 1370 and "proxy" in final["pilotErrorDiag"], result.stderr[-2000:]
+
+
+def test_disk_full_gives_1098_and_still_a_final_report(tmp_path, jobdir):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], check=True)
+    try:
+        outdir = tmp_path / "out"
+        write_job(jobdir, job_definition(511, pars="-c 'head -c 16000000 /dev/zero > big.dat; sleep 120'"))
+        cmd = pilot_cmd(small, "--job-source", f"local:{jobdir}", "--output-dir", str(outdir))
+        env = dict(os.environ, **FAST, PILOT_CFG_PILOT_FREE_SPACE_LIMIT_RUNNING_MB="10")
+        proc = subprocess.run(cmd, cwd=str(small), env=env, capture_output=True, text=True, timeout=90)
+        result = PilotRun(str(small), proc, proc.stdout, proc.stderr)
+        final = result.final(511)
+        assert final["pilotErrorCode"] == 1098 and "MB free" in final["pilotErrorDiag"], proc.stderr[-2000:]
+        assert "511.job.log.tgz" in json.loads(final["xml"])
+        assert (outdir / "511.job.log.tgz").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_pilot_lifetime_gives_1213_and_exit_81(tmp_path, jobdir):
+    write_job(jobdir, job_definition(512, pars="-c 'sleep 120'"))
+    started = time.time()
+    result = run(tmp_path, jobdir, {"PILOT_CFG_PILOT_MIN_JOB_TIME": "1", "PILOT_CFG_PILOT_LIFETIME_MARGIN": "2",
+                                    "PANDAPILOT_LIFETIME": "5"})
+    assert result.returncode == 81, result.stderr[-2000:]
+    final = result.final(512)
+    assert final["pilotErrorCode"] == 1213 and "lifetime" in final["pilotErrorDiag"]
+    assert time.time() - started < 20
