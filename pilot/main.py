@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(*_flags("--rucio-host"), dest="rucio_host", default="")
     # ours
     add(*_flags("--job-source"), dest="job_source", default="",
-        help="where jobs come from: panda (the server of --url), local (built-in fake job) or local:DIR "
-             "(job-definition JSON files in DIR); default: local for -q LOCAL without --url, else panda")
+        help="where jobs come from: panda (the server of --url), harvester (shared files in the access point), "
+             "local (built-in fake job) or local:DIR (job-definition JSON files in DIR); default: harvester in "
+             "Harvester mode, local for -q LOCAL without --url, else panda")
     add(*_flags("--replay-spool"), dest="replay_spool", default="",
         help="deliver the final updates an earlier pilot left in DIR (its main work dir or its spool dir) first")
     add(*_flags("--config"), dest="config", default="", help="INI file overriding default.cfg")
@@ -121,25 +122,28 @@ def unsupported_use(args) -> Optional[str]:
     """A clear message if the arguments ask for something this version cannot do (None if all is fine)."""
     if args.workflow not in IMPLEMENTED_WORKFLOWS:
         return f"workflow {args.workflow!r} is not implemented (implemented: {', '.join(IMPLEMENTED_WORKFLOWS)})"
-    for dest, what in (("harvester_workdir", "Harvester mode"), ("harvester_datadir", "Harvester mode"),
-                       ("harvester_eventstatusdump", "Harvester mode"),
-                       ("harvester_workerattributes", "Harvester mode"), ("hpc_resource", "HPC mode"),
-                       ("subscribe_to_msgsvc", "message-service subscription"),
+    for dest, what in (("hpc_resource", "HPC mode"), ("subscribe_to_msgsvc", "message-service subscription"),
                        ("use_realtime_logging", "real-time logging")):
         if getattr(args, dest):
             option = "--" + dest.replace("_", "-")
             return f"{option}: {what} is not implemented in this version"
     source = job_source(args)
-    if not (source in ("local", "panda") or source.startswith("local:")):
+    if not (source in ("local", "panda", "harvester") or source.startswith("local:")):
         return (f"job source {source!r} is not implemented in this version; use panda (the default for a real "
-                f"queue), local (built-in job) or local:DIR")
+                f"queue), harvester, local (built-in job) or local:DIR")
     if args.replay_spool and source != "panda":
         return "--replay-spool needs the panda job source (a server to deliver the spooled updates to)"
     return None
 
 
 def job_source(args) -> str:
-    return args.job_source or ("local" if args.queue == "LOCAL" and not args.url else "panda")
+    if args.job_source:
+        return args.job_source
+    from .channels.harvester import is_harvester_mode
+
+    if is_harvester_mode(args):
+        return "harvester"
+    return "local" if args.queue == "LOCAL" and not args.url else "panda"
 
 
 def _main_dir(args) -> str:
@@ -183,7 +187,12 @@ def run(args) -> int:
                                config.information.download_timeout, config.information.download_attempts,
                                os.path.join(main_dir, config.information.queuedata_cache))
     verify_proxy_at_start(args, config)
+    source = job_source(args)
     storage = os.path.join(main_dir, "storage")
+    if source == "harvester":  # Harvester pre-places inputs in, and stages outputs out of, the access point
+        from .channels.harvester import access_point
+
+        storage = access_point(args, main_dir)
     paths = Paths(source=os.getcwd(), main=main_dir,
                   input_dir=os.path.abspath(args.input_dir) if args.input_dir else storage,
                   output_dir=os.path.abspath(args.output_dir) if args.output_dir else storage)
@@ -192,7 +201,7 @@ def run(args) -> int:
 
     from .pipeline import Pipeline
 
-    channel = make_channel(ctx, job_source(args))
+    channel = make_channel(ctx, source)
     pipeline = Pipeline(ctx, channel)
     pipeline.install_signal_handlers()
     code = pipeline.run()
@@ -221,6 +230,10 @@ def make_channel(ctx, source: str):
         from .channels.local import LocalChannel
 
         return LocalChannel(ctx, job_dir=source.partition(":")[2])
+    if source == "harvester":
+        from .channels.harvester import HarvesterChannel
+
+        return HarvesterChannel(ctx)
     from .channels.panda import PandaChannel
 
     spool_dir = os.path.join(ctx.paths.main, "spool")

@@ -1,0 +1,188 @@
+"""Harvester shared-file channel: jobs handed over as files, results written back as files.
+
+Harvester's SharedFileMessenger and the pilot meet in the worker's access point (spec launchers.md §2.3-2.4):
+  job in      HPCJobs.json (access point) or pandaJobData.out (data dir): {"<PandaID>": {job}} or, legacy, a
+              URL-encoded getJob reply. The pilot takes it, keeps a copy as job_definition.json, deletes it.
+  job request worker_requestjob.json {"nJobs": 1}: written when the pilot wants its next job (late binding).
+  state       worker_attributes.json: the update dict without xml/inputfiles/outputfiles, plus jobStatus;
+              jobStatus finished/failed is what Harvester takes as the job's final state.
+  outputs     event_status.dump.json (final update): {"<PandaID>": [{type, path, guid, fsize, chksum}]}
+  report      jobReport.json: the payload's report, executor[].logfileReport emptied.
+  kill        kill_worker (what Pilot 3 writes) and kill_worker.json (what Harvester reads), at exit.
+  heartbeat   worker_heartbeat.json, touched at every update (Harvester checks its mtime when configured).
+Every file is written under a temporary name and renamed, so Harvester never reads half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional
+from urllib.parse import parse_qsl
+
+from ..errors import PilotError
+from ..job import Job, job_id_of, parse_job
+from .base import Channel, Reply
+from .local import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+LEGACY_JOB_FILE = "pandaJobData.out"
+DROPPED_KEYS = ("xml", "inputfiles", "outputfiles")
+
+
+def is_harvester_mode(args) -> bool:
+    """Pilot 3's rule (spec launchers.md §2.4)."""
+    if not args.update_server and (args.harvester_workdir or args.harvester_datadir or
+                                   args.harvester_eventstatusdump or args.harvester_workerattributes):
+        return True
+    return bool((os.environ.get("HARVESTER_ID") or os.environ.get("HARVESTER_WORKER_ID"))
+                and args.harvester_submitmode == "PUSH")
+
+
+def access_point(args, main_dir: str) -> str:
+    return os.path.abspath(args.harvester_workdir or os.environ.get("HARVESTER_WORKDIR") or main_dir)
+
+
+def parse_job_file(text: str) -> List[Dict[str, Any]]:
+    """Job definitions from a Harvester job file: JSON {id: {...}} (or one definition), or URL-encoded."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        document = json.loads(stripped)
+        if isinstance(document, dict) and "PandaID" not in document and document and all(
+                isinstance(value, dict) for value in document.values()):
+            return [dict(value, PandaID=value.get("PandaID", key)) for key, value in document.items()]
+        return [document]
+    return [dict(parse_qsl(stripped, keep_blank_values=True))]
+
+
+class HarvesterChannel(Channel):
+    name = "harvester"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        args, cfg = ctx.args, ctx.config.harvester
+        self.ap = access_point(args, ctx.paths.main)
+        os.makedirs(self.ap, exist_ok=True)
+        self.datadir = args.harvester_datadir
+        self.attributes_path = args.harvester_workerattributes or os.path.join(self.ap, cfg.workerattributes_file)
+        self.events_path = args.harvester_eventstatusdump or os.path.join(self.ap, cfg.stageoutn_file)
+        self.request_path = os.path.join(self.ap, cfg.job_request_file)
+        self.poll_interval = float(cfg.job_poll_interval)
+        self.wait_limit = float(cfg.job_wait_limit)
+        self.push = args.harvester_submitmode == "PUSH"
+        self._served = 0
+        log.info("Harvester %s mode, access point %s", args.harvester_submitmode, self.ap)
+
+    # --- jobs ------------------------------------------------------------------------------------------------
+    def candidates(self) -> List[str]:
+        names = [os.path.join(self.ap, self.ctx.config.harvester.pandajob_file)]
+        source = self.ctx.paths.source
+        for folder in (self.datadir, self.ap, os.path.dirname(source), source,
+                       os.environ.get("PILOT_WORK_DIR", "")):
+            if folder:
+                names.append(os.path.join(folder, LEGACY_JOB_FILE))
+        return names
+
+    def _take_job_file(self) -> Optional[List[Dict[str, Any]]]:
+        for path in self.candidates():
+            try:
+                with open(path, "rb") as handle:
+                    text = handle.read().decode("utf-8")
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                raise PilotError(1008, f"cannot read Harvester job file {path}: {exc}") from None
+            keep = os.path.join(self.ctx.paths.main, "job_definition.json")
+            with open(keep + ".tmp", "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(keep + ".tmp", keep)
+            os.unlink(path)
+            if os.path.exists(self.request_path):
+                os.unlink(self.request_path)
+            try:
+                return parse_job_file(text)
+            except ValueError as exc:
+                raise PilotError(1008, f"Harvester job file {path} is not valid JSON: {exc}") from None
+        return None
+
+    def fetch(self, max_jobs: int = 1) -> List[Job]:
+        if self._served or not self.push:
+            if not os.path.exists(self.request_path):
+                write_json_atomic(self.request_path, {"nJobs": max_jobs})
+                log.info("asked Harvester for %d job(s) in %s", max_jobs, self.request_path)
+        deadline = time.monotonic() + (self.wait_limit if (self._served or not self.push) else self.poll_interval)
+        while True:
+            definitions = self._take_job_file()
+            if definitions is not None:
+                break
+            if time.monotonic() >= deadline or self.ctx.abort.wait(self.poll_interval):
+                log.info("no job file from Harvester in %s", self.ap)
+                return []
+        jobs = []
+        for raw in definitions[:max_jobs]:  # Pilot 3 keeps only the first job of a file
+            try:
+                job_id_of(raw)
+            except PilotError as exc:
+                log.error("Harvester job file: %s", exc.diag)
+                continue
+            jobs.append(parse_job(raw, self.ctx.config.file.max_field_length))
+        self._served += len(jobs)
+        return jobs
+
+    # --- reports ---------------------------------------------------------------------------------------------
+    def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
+        attributes = {key: value for key, value in data.items() if key not in DROPPED_KEYS}
+        attributes["jobStatus"] = data["state"]
+        write_json_atomic(self.attributes_path, attributes)
+        self._touch_heartbeat()
+        if final:
+            write_json_atomic(self.events_path, {job.jobid: self._staged_files(job)})
+            self._publish_job_report(job)
+        return Reply(ok=True, where=self.attributes_path)
+
+    def _staged_files(self, job: Job) -> List[Dict[str, Any]]:
+        files = []
+        for spec in job.outputs + ([job.logfile] if job.logfile else []):
+            if spec.status != "transferred":
+                continue
+            path = spec.surl if spec.surl.startswith("/") and os.path.exists(spec.surl) else ""
+            for folder in (self.ap, os.path.join(self.ap, job.jobid)):
+                if not path and os.path.isfile(os.path.join(folder, spec.lfn)):
+                    path = os.path.join(folder, spec.lfn)
+            if not path and spec.role != "log":
+                continue  # a real stage-out already went elsewhere: nothing for Harvester to move
+            files.append({"type": "log" if spec.role == "log" else "output", "path": path, "guid": spec.guid,
+                          "fsize": spec.filesize, "chksum": spec.checksum.get("adler32", "")})
+        return files
+
+    def _publish_job_report(self, job: Job) -> None:
+        if not job.workdir:
+            return
+        source = os.path.join(job.workdir, self.ctx.config.payload.jobreport)
+        try:
+            with open(source, "rb") as handle:
+                report = json.loads(handle.read(1 << 22).decode("utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("job %s: %s not copied for Harvester: %s", job.jobid, source, exc)
+            return
+        if isinstance(report, dict):
+            for executor in report.get("executor", []) or []:
+                if isinstance(executor, dict) and "logfileReport" in executor:
+                    executor["logfileReport"] = {}
+        write_json_atomic(os.path.join(self.ap, self.ctx.config.payload.jobreport), report)
+
+    def _touch_heartbeat(self) -> None:
+        write_json_atomic(os.path.join(self.ap, self.ctx.config.harvester.heartbeat_file),
+                          {"time": int(time.time()), "pid": os.getpid()})
+
+    def close(self) -> None:
+        """Tell Harvester the worker may go: both kill-file names (Pilot 3's and Harvester's differ)."""
+        for name in (self.ctx.config.harvester.kill_worker_file, self.ctx.config.harvester.kill_worker_file + ".json"):
+            for folder in {self.ap, self.ctx.paths.main}:
+                with open(os.path.join(folder, name), "w", encoding="ascii") as handle:
+                    handle.write("{}\n" if name.endswith(".json") else "")
