@@ -20,7 +20,7 @@ log = logging.getLogger("pilot")
 
 WORKFLOWS = ("generic", "generic_hpc", "production", "production_hpc", "analysis", "analysis_hpc",
              "eventservice_hpc", "stager", "payload_stageout")
-IMPLEMENTED_WORKFLOWS = ("generic",)
+IMPLEMENTED_WORKFLOWS = ("generic", "generic_hpc")
 
 
 def str2bool(value) -> bool:
@@ -122,7 +122,7 @@ def unsupported_use(args) -> Optional[str]:
     """A clear message if the arguments ask for something this version cannot do (None if all is fine)."""
     if args.workflow not in IMPLEMENTED_WORKFLOWS:
         return f"workflow {args.workflow!r} is not implemented (implemented: {', '.join(IMPLEMENTED_WORKFLOWS)})"
-    for dest, what in (("hpc_resource", "HPC mode"), ("subscribe_to_msgsvc", "message-service subscription"),
+    for dest, what in (("subscribe_to_msgsvc", "message-service subscription"),
                        ("use_realtime_logging", "real-time logging")):
         if getattr(args, dest):
             option = "--" + dest.replace("_", "-")
@@ -141,12 +141,18 @@ def job_source(args) -> str:
         return args.job_source
     from .channels.harvester import is_harvester_mode
 
-    if is_harvester_mode(args):
+    from .hpc import is_hpc_mode
+
+    if is_harvester_mode(args) or is_hpc_mode(args):
         return "harvester"
     return "local" if args.queue == "LOCAL" and not args.url else "panda"
 
 
-def _main_dir(args) -> str:
+def _main_dir(args, hpc_scratch: str = "") -> str:
+    from .hpc import discover_rank, is_hpc_mode, scratch_dir
+
+    if is_hpc_mode(args):  # each rank in its own scratch dir (RAM disk or node-local disk)
+        return scratch_dir(os.path.abspath(args.workdir or hpc_scratch), discover_rank())
     if not args.workdir:
         return os.getcwd()
     path = os.path.join(os.path.abspath(args.workdir), f"PanDA_Pilot3_{os.getpid()}_{int(time.time())}")
@@ -176,8 +182,8 @@ def run(args) -> int:
     from .payload.process import become_subreaper
     from .queuedata import load_queuedata
 
-    main_dir = _main_dir(args)
     config = load_config(args.config or None)
+    main_dir = _main_dir(args, config.hpc.scratch)
     setup_logging(main_dir, config.pilot.pilotlog, args.debug, not args.nopilotlog)
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, args.queue, main_dir,
              os.getpid(), sys.version.split()[0])
@@ -189,10 +195,17 @@ def run(args) -> int:
     verify_proxy_at_start(args, config)
     source = job_source(args)
     storage = os.path.join(main_dir, "storage")
+    placement = None
     if source == "harvester":  # Harvester pre-places inputs in, and stages outputs out of, the access point
         from .channels.harvester import access_point
+        from .hpc import discover_rank, is_hpc_mode, place
 
         storage = access_point(args, main_dir)
+        if is_hpc_mode(args):
+            placement = place(storage, discover_rank())
+            storage = placement.access_point
+            log.info("HPC rank %d: job %s in %s", placement.rank, placement.panda_id or f"#{placement.job_index}",
+                     storage)
     paths = Paths(source=os.getcwd(), main=main_dir,
                   input_dir=os.path.abspath(args.input_dir) if args.input_dir else storage,
                   output_dir=os.path.abspath(args.output_dir) if args.output_dir else storage)
@@ -201,7 +214,7 @@ def run(args) -> int:
 
     from .pipeline import Pipeline
 
-    channel = make_channel(ctx, source)
+    channel = make_channel(ctx, source, placement)
     pipeline = Pipeline(ctx, channel)
     pipeline.install_signal_handlers()
     code = pipeline.run()
@@ -224,7 +237,7 @@ def verify_proxy_at_start(args, config) -> None:
     log.info("X509 proxy %s is valid", path)
 
 
-def make_channel(ctx, source: str):
+def make_channel(ctx, source: str, placement=None):
     """The job channel for `source`; the PanDA one first replays final updates an earlier pilot spooled."""
     if source.startswith("local"):
         from .channels.local import LocalChannel
@@ -233,7 +246,7 @@ def make_channel(ctx, source: str):
     if source == "harvester":
         from .channels.harvester import HarvesterChannel
 
-        return HarvesterChannel(ctx)
+        return HarvesterChannel(ctx, placement)
     from .channels.panda import PandaChannel
 
     spool_dir = os.path.join(ctx.paths.main, "spool")

@@ -61,10 +61,11 @@ def parse_job_file(text: str) -> List[Dict[str, Any]]:
 class HarvesterChannel(Channel):
     name = "harvester"
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, placement=None):
         self.ctx = ctx
         args, cfg = ctx.args, ctx.config.harvester
-        self.ap = access_point(args, ctx.paths.main)
+        self.placement = placement  # HPC: this rank's job in job files shared by all ranks (never deleted)
+        self.ap = placement.access_point if placement else access_point(args, ctx.paths.main)
         os.makedirs(self.ap, exist_ok=True)
         self.datadir = args.harvester_datadir
         self.attributes_path = args.harvester_workerattributes or os.path.join(self.ap, cfg.workerattributes_file)
@@ -88,6 +89,11 @@ class HarvesterChannel(Channel):
 
     def _take_job_file(self) -> Optional[List[Dict[str, Any]]]:
         for path in self.candidates():
+            if self.placement:
+                definitions = self._read_shared(path)
+                if definitions is not None:
+                    return self._select(definitions)
+                continue
             try:
                 with open(path, "rb") as handle:
                     text = handle.read().decode("utf-8")
@@ -108,12 +114,31 @@ class HarvesterChannel(Channel):
                 raise PilotError(1008, f"Harvester job file {path} is not valid JSON: {exc}") from None
         return None
 
+    def _read_shared(self, path: str) -> Optional[List[Dict[str, Any]]]:
+        """HPC ranks share one job file: read it, never take (delete) it."""
+        try:
+            with open(path, "rb") as handle:
+                return parse_job_file(handle.read().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise PilotError(1008, f"cannot read shared job file {path}: {exc}") from None
+
+    def _select(self, definitions: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        placement = self.placement
+        if placement.panda_id:
+            return [raw for raw in definitions if str(raw.get("PandaID")) == placement.panda_id]
+        return definitions[placement.job_index:placement.job_index + 1]
+
     def fetch(self, max_jobs: int = 1) -> List[Job]:
-        if self._served or not self.push:
+        if self.placement and self._served:
+            return []  # an HPC rank runs its one job
+        if (self._served or not self.push) and not self.placement:
             if not os.path.exists(self.request_path):
                 write_json_atomic(self.request_path, {"nJobs": max_jobs})
                 log.info("asked Harvester for %d job(s) in %s", max_jobs, self.request_path)
-        deadline = time.monotonic() + (self.wait_limit if (self._served or not self.push) else self.poll_interval)
+        asked = (self._served or not self.push) and not self.placement
+        deadline = time.monotonic() + (self.wait_limit if asked else self.poll_interval)
         while True:
             definitions = self._take_job_file()
             if definitions is not None:
