@@ -173,9 +173,11 @@ def test_hostile_job_definition_is_reported_not_executed(tmp_path, jobdir):
 
 
 def test_unimplemented_option_gives_clear_message(tmp_path):
-    run = run_pilot(tmp_path, "--harvester-workdir", str(tmp_path))
+    run = run_pilot(tmp_path, "--subscribe-to-msgsvc")
     assert run.returncode == 2
-    assert "Harvester mode is not implemented" in run.stderr
+    assert "message-service subscription is not implemented" in run.stderr
+    run = run_pilot(tmp_path, "-w", "eventservice_hpc")
+    assert run.returncode == 2 and "workflow 'eventservice_hpc' is not implemented" in run.stderr
 
 
 def test_missing_queuedata_file_exits_71(tmp_path):
