@@ -21,11 +21,11 @@ _FALSE = {"false", "no", "n", "f", "0", "off"}
 
 
 def default_cfg_path() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "default.cfg", here.parent / "default.cfg"):
-        if candidate.is_file():
-            return candidate
-    raise PilotError(1008, f"default.cfg not found next to {here}")
+    """pilot/default.cfg: shipped inside the package (the top-level default.cfg is a link to it)."""
+    path = Path(__file__).resolve().parent / "default.cfg"
+    if not path.is_file():
+        raise PilotError(1008, f"{path} is missing: the pilot installation is incomplete")
+    return path
 
 
 def _infer(raw: str) -> Any:

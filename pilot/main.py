@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(*_flags("--replay-spool"), dest="replay_spool", default="",
         help="deliver the final updates an earlier pilot left in DIR (its main work dir or its spool dir) first")
     add(*_flags("--config"), dest="config", default="", help="INI file overriding default.cfg")
+    add("--check", action="store_true", help="check whether this node can run the queue's jobs, then exit")
+    add(*_flags("--log-format"), dest="log_format", default="text", choices=("text", "json"),
+        help="text (Pilot 3 style) or json (one object per line, for log shippers)")
     add("--version", action="version", version=f"pilot {__version__}")
     return p
 
@@ -163,9 +166,26 @@ def _main_dir(args, hpc_scratch: str = "") -> str:
     return path
 
 
-def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool) -> None:
-    formatter = logging.Formatter("%(asctime)s | %(levelname)-7s | %(threadName)-9s | %(name)-22s | %(message)s")
-    formatter.converter = time.gmtime
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC ISO 8601), level, thread, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) +
+                 f".{int(record.msecs):03d}Z", "level": record.levelname, "thread": record.threadName,
+                 "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt: str = "text") -> None:
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter("%(asctime)s | %(levelname)-7s | %(threadName)-9s | %(name)-22s | %(message)s")
+        formatter.converter = time.gmtime
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if to_file:
         handlers.append(logging.FileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
@@ -184,7 +204,7 @@ def run(args) -> int:
 
     config = load_config(args.config or None)
     main_dir = _main_dir(args, config.hpc.scratch)
-    setup_logging(main_dir, config.pilot.pilotlog, args.debug, not args.nopilotlog)
+    setup_logging(main_dir, config.pilot.pilotlog, args.debug, not args.nopilotlog, args.log_format)
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, args.queue, main_dir,
              os.getpid(), sys.version.split()[0])
     if not become_subreaper():
@@ -202,7 +222,7 @@ def run(args) -> int:
 
         storage = access_point(args, main_dir)
         if is_hpc_mode(args):
-            placement = place(storage, discover_rank())
+            placement = place(storage, discover_rank(), config.harvester.jobs_list_file)
             storage = placement.access_point
             log.info("HPC rank %d: job %s in %s", placement.rank, placement.panda_id or f"#{placement.job_index}",
                      storage)
@@ -277,6 +297,14 @@ def summarize(pipeline, code: int) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.check:
+        from .selfcheck import run_check
+
+        try:
+            return run_check(args)
+        except PilotError as exc:
+            print(f"pilot: {exc}", file=sys.stderr)
+            return shell_exit_code(exc.code)
     problem = unsupported_use(args)
     if problem:
         print(f"pilot: error: {problem}", file=sys.stderr)

@@ -47,9 +47,9 @@ class Placement:
     panda_id: Optional[str] = None
 
 
-def place(shared_ap: str, rank: int) -> Placement:
+def place(shared_ap: str, rank: int, ids_file: str = "worker_pandaids.json") -> Placement:
     """Which job this rank runs and where its files are; PilotError 1008 when there is none for it."""
-    ids_path = os.path.join(shared_ap, "worker_pandaids.json")
+    ids_path = os.path.join(shared_ap, ids_file)
     if os.path.exists(ids_path):
         try:
             with open(ids_path, encoding="utf-8") as handle:

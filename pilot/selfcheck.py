@@ -1,0 +1,144 @@
+"""`pilot --check -q QUEUE`: can this worker node run the queue's jobs? A table, and an exit code that says why not.
+
+Each line is one fact an admin would otherwise look up by hand: Python and dependency versions, free disk and
+memory, cores, the copytools and container runtimes the queue needs and whether they are on PATH, proxy or
+token lifetime, and whether the PanDA server answers /api/v1/system/is_alive. A blocking problem exits with the
+pilot's shell code for it (Pilot 3 table): 69 no space, 68 proxy, 71/72/78 queue data, 79 server; any other
+blocking problem (a copytool or container runtime missing) exits 1 with the PanDA code shown in the table.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+from typing import List, Optional, Tuple
+
+from . import __version__
+from .errors import PilotError, shell_exit_code
+
+# copytool name -> the command it needs on PATH (None: pure Python)
+COPYTOOL_COMMANDS = {"mv": None, "xrdcp": "xrdcp", "gfal": "gfal-copy", "gfalcopy": "gfal-copy", "rucio": "rucio"}
+
+
+class Row:
+    def __init__(self, item: str, value: str, ok: bool = True, code: int = 0, blocking: bool = True):
+        self.item, self.value, self.ok, self.code, self.blocking = item, value, ok, code, blocking
+
+
+def _version(module: str) -> Optional[str]:
+    try:
+        imported = __import__(module)
+    except ImportError:
+        return None
+    return getattr(imported, "__version__", "?")
+
+
+def gather(args, config) -> List[Row]:
+    from .queuedata import load_queuedata
+
+    rows = [Row("pilot", __version__), Row("python", f"{platform.python_version()} ({sys.executable})",
+                                           sys.version_info >= (3, 9), 1008)]
+    for module in ("requests", "psutil"):
+        version = _version(module)
+        rows.append(Row(module, version or "MISSING", version is not None, 1342))
+    free = shutil.disk_usage(args.workdir or os.getcwd()).free
+    need = config.pilot.free_space_limit_mb * 1024 * 1024
+    rows.append(Row("free disk", f"{free / 2**30:.1f} GiB in {args.workdir or os.getcwd()} (need "
+                                 f"{need / 2**30:.1f} GiB)", free >= need, 1098))
+    pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    rows.append(Row("memory", f"{pages * size / 2**30:.1f} GiB", blocking=False))
+    rows.append(Row("cores", f"{os.cpu_count()} ({platform.machine()})", blocking=False))
+    try:
+        queue = load_queuedata(args.queue, args.queuedata_url, config.information.queuedata_url,
+                               config.information.download_timeout, 1)
+    except PilotError as exc:
+        rows.append(Row("queue data", exc.diag, False, exc.code))
+        return rows
+    rows.append(Row("queue data", f"{queue.name}: state {queue.state}, status {queue.status}"))
+    needed = sorted({tool for tools in queue.acopytools.values() for tool in tools} | set(queue.copytools))
+    for tool in needed:
+        command = COPYTOOL_COMMANDS.get(tool, tool)
+        path = shutil.which(command) if command else "built in"
+        rows.append(Row(f"copytool {tool}", path or f"{command} not on PATH", bool(path),
+                        1323 if tool not in COPYTOOL_COMMANDS else 1099))
+    from .payload.containers import RUNTIMES, parse_container_type
+
+    wanted = parse_container_type(queue.container_type).get("pilot")
+    for runtime in RUNTIMES:
+        path = shutil.which(runtime)
+        if runtime == wanted:
+            rows.append(Row(f"container {runtime}", path or "NOT on PATH (the queue needs it)", bool(path),
+                            {"apptainer": 1372, "singularity": 1325}.get(runtime, 1360)))
+        elif path:
+            rows.append(Row(f"container {runtime}", path, blocking=False))
+    rows += _credentials(args, config)
+    if args.url or os.environ.get("PANDA_SERVER_URL"):
+        rows.append(_server(args, config))
+    return rows
+
+
+def _credentials(args, config) -> List[Row]:
+    from .monitor.proxy import check_proxy, proxy_path, remaining_seconds
+
+    rows = []
+    path = proxy_path()
+    if args.verify_proxy and (os.environ.get("X509_USER_PROXY") or os.path.exists(path)):
+        problem = check_proxy(path, config.pilot.proxy_min_lifetime_start, 1382)
+        if problem:
+            rows.append(Row("X509 proxy", problem[1], False, problem[0]))
+        else:
+            rows.append(Row("X509 proxy", f"{path}: {remaining_seconds(path) / 3600:.1f} h left"))
+    token = os.environ.get("OIDC_AUTH_TOKEN") or os.environ.get("PANDA_AUTH_TOKEN")
+    if token:
+        folder = os.environ.get("OIDC_AUTH_DIR") or os.environ.get("PANDA_AUTH_DIR") or os.getcwd()
+        token_path = token if os.path.isabs(token) else os.path.join(folder, token)
+        readable = os.access(token_path, os.R_OK)
+        rows.append(Row("token", token_path if readable else f"{token_path} not readable", readable, 1163))
+    return rows
+
+
+def _server(args, config) -> Row:
+    import requests
+
+    from .channels.panda import server_url
+
+    url = server_url(args.url or os.environ.get("PANDA_SERVER_URL", ""), args.port, config.pilot.pandaserver)
+    try:
+        reply = requests.get(f"{url}/api/v1/system/is_alive", timeout=(10, 20),
+                             verify=args.capath or os.environ.get("X509_CERT_DIR") or True,
+                             headers={"Accept": "application/json"})
+        ok = reply.status_code == 200
+        return Row("PanDA server", f"{url}: HTTP {reply.status_code} {reply.text.strip()[:60]}", ok, 1318)
+    except requests.RequestException as exc:
+        return Row("PanDA server", f"{url}: {type(exc).__name__}", False, 1318)
+
+
+def render(rows: List[Row]) -> str:
+    width = max(len(row.item) for row in rows)
+    lines = [f"{'check':<{width}}  {'result':<6}  details", "-" * (width + 60)]
+    for row in rows:
+        status = "ok" if row.ok else ("FAIL" if row.blocking else "warn")
+        code = f"  [{row.code}]" if not row.ok else ""
+        lines.append(f"{row.item:<{width}}  {status:<6}  {row.value}{code}")
+    return "\n".join(lines)
+
+
+def exit_code(rows: List[Row]) -> Tuple[int, int]:
+    """(shell exit code, PanDA code) of the first blocking failure; (0, 0) when the node is usable."""
+    for row in rows:
+        if not row.ok and row.blocking:
+            return shell_exit_code(row.code), row.code
+    return 0, 0
+
+
+def run_check(args) -> int:
+    from .config import load_config
+
+    rows = gather(args, load_config(args.config or None))
+    print(render(rows))
+    code, panda_code = exit_code(rows)
+    print(f"\nnode {'can' if code == 0 else 'CANNOT'} run jobs of queue {args.queue}"
+          + (f" (PanDA code {panda_code}, exit {code})" if code else ""))
+    return code
