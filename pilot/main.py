@@ -282,17 +282,12 @@ def make_channel(ctx, source: str, placement=None):
 
 
 def summarize(pipeline, code: int) -> None:
-    ctx = pipeline.ctx
+    from .summary import job_summary
+
     for job in pipeline.finished_jobs:
-        log.info("summary: job %s %s, pilotErrorCode %d%s", job.jobid, job.state.value, job.error_code,
-                 f" ({job.error_diag})" if job.error_diag else "")
-        for spec in job.outputs + ([job.logfile] if job.logfile else []):
-            if spec.status == "transferred":
-                log.info("summary:   %-6s %s (%d bytes, %s)", spec.role, spec.surl, spec.filesize,
-                         ",".join(f"{k}:{v}" for k, v in spec.checksum.items()))
-        if job.final_report:
-            log.info("summary:   final report %s", job.final_report)
-    log.info("pilot done: %d job(s), exit code %d, %.3f s", len(pipeline.finished_jobs), code, ctx.elapsed())
+        for line in job_summary(job):
+            log.info("summary: %s", line)
+    log.info("pilot done: %d job(s), exit code %d, %.3f s", len(pipeline.finished_jobs), code, pipeline.ctx.elapsed())
 
 
 def main(argv: Optional[List[str]] = None) -> int:

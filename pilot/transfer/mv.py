@@ -20,6 +20,7 @@ class MvCopytool(Copytool):
         if not os.path.isfile(src):
             raise TransferFailure(1331, f"input file {spec.lfn} not found in {ctx.paths.input_dir}")
         mode = ctx.config.file.mv_stagein_mode
+        spec.turl = src
         if mode == "copy":
             with open(src, "rb") as reader, open(dest, "wb") as writer:
                 return copy_stream(reader, writer, kind)
