@@ -88,6 +88,8 @@ class Pipeline:
             if reply.ok:
                 job.debug_stdout = ""
                 job.last_heartbeat = time.monotonic()
+            log.info("job %s: %s update %s%s", job.jobid, state, "acknowledged" if reply.ok else "NOT delivered",
+                     f" (commands: {','.join(reply.commands)})" if reply.commands else "")
         if final:
             job.final_report = reply.where
             if not reply.ok:

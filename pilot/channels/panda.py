@@ -244,6 +244,7 @@ class PandaChannel(Channel):
         return done
 
     def close(self) -> None:
+        log.info("%d request(s) to %s in %.2f s", self.requests_sent, self.base, self.ctx.elapsed())
         self.session.close()
 
 
