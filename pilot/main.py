@@ -271,6 +271,11 @@ def make_channel(ctx, source: str, placement=None):
 
     spool_dir = os.path.join(ctx.paths.main, "spool")
     channel = PandaChannel(ctx, spool_dir)
+    channel.worker_status("started")
+    if ctx.config.pilot.send_worker_node:
+        channel.worker_node()
+    ctx.resource_types.update(channel.resource_types())
+    log.info("resource types from the server: %s", ", ".join(sorted(ctx.resource_types)) or "none")
     for folder in (ctx.args.replay_spool, spool_dir):
         if folder:
             folder = os.path.join(folder, "spool") if os.path.isdir(os.path.join(folder, "spool")) else folder

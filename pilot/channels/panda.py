@@ -243,10 +243,64 @@ class PandaChannel(Channel):
                 done += 1
         return done
 
+    # --- worker and node information (best effort: one attempt, failures only logged) ------------------------
+    def _get(self, path: str) -> Optional[proto.ServerReply]:
+        self.requests_sent += 1
+        try:
+            response = self.session.get(f"{self.base}{path}", headers=self._auth_headers(), timeout=self.timeout)
+        except self.requests.RequestException as exc:
+            log.warning("GET %s failed: %s", path, exc)
+            return None
+        return proto.decode_reply(response.text) if response.status_code == 200 else None
+
+    def worker_status(self, status: str) -> None:
+        """update_worker_status started/finished, for Harvester-submitted pilots (HARVESTER_ID and _WORKER_ID)."""
+        harvester, worker = os.environ.get("HARVESTER_ID", ""), os.environ.get("HARVESTER_WORKER_ID", "")
+        if not (harvester and worker.isdigit()) or not self.ctx.args.workerpilotstatusupdate:
+            return
+        body = {"worker_id": int(worker), "harvester_id": harvester, "status": status, "node_id": socket.gethostname()}
+        try:
+            reply = self._post("/api/v1/pilot/update_worker_status", json_body=body)
+        except _UseLegacy:
+            return
+        log.info("worker status %s: %s", status, "ok" if reply and reply.ok else (reply.message if reply else "no answer"))
+
+    def worker_node(self) -> None:
+        """update_worker_node: the node's hardware, for the server's worker-node map."""
+        body = {"site": self.ctx.queuedata.site or self.ctx.queuedata.resource, "host_name": socket.gethostname(),
+                "cpu_model": _cpu_model(), "panda_queue": self.ctx.args.queue, "n_logical_cpus": os.cpu_count() or 1,
+                "total_memory": int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)),
+                "total_local_disk": int(shutil.disk_usage(self.ctx.paths.main).total // (1 << 30))}
+        try:
+            reply = self._post("/api/v1/pilot/update_worker_node", json_body=body)
+        except _UseLegacy:
+            return
+        log.info("worker node map: %s", reply.message if reply else "no answer")
+
+    def resource_types(self) -> Dict[str, Dict[str, Any]]:
+        """metaconfig/get_resource_types: {name: {mincore, maxcore, minrampercore, maxrampercore}} ({} if none)."""
+        reply = self._get("/api/v1/metaconfig/get_resource_types")
+        if not reply or not reply.ok or not isinstance(reply.data, list):
+            return {}
+        return {entry["resource_name"]: entry for entry in reply.data
+                if isinstance(entry, dict) and "resource_name" in entry}
+
     def close(self) -> None:
+        self.worker_status("finished")
         log.info("%d request(s) to %s in %.2f s", self.requests_sent, self.base, self.ctx.elapsed())
         self.session.close()
 
 
 class _UseLegacy(Exception):
     pass
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

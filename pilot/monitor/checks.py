@@ -87,6 +87,9 @@ class MemoryCheck(Check):
     def limit_kb(ctx, job) -> int:
         qd = ctx.queuedata
         grace = 1.0 + float(qd.params.get("pilot_rss_grace", 100) or 100) / 100.0
+        rtype = (getattr(ctx, "resource_types", None) or {}).get(str(job.raw.get("resource_type", "")), {})
+        if rtype.get("maxrampercore"):  # the server's memory per core for the job's resource type
+            return int(float(rtype["maxrampercore"]) * max(1, job.corecount) * grace * 1024)
         if qd.maxrss:
             per_core = qd.maxrss / max(1, qd.corecount)
             return int(per_core * max(1, job.corecount) * grace * 1024)

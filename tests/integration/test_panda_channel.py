@@ -41,7 +41,7 @@ def finish(proc, tmp_path, timeout=120):
 def test_job_cycle_starting_running_finished_archived(panda, tmp_path):
     panda_id = panda.submit_job(outputs=["result.dat"], job_pars="-c 'sleep 2; echo done > result.dat'")
     started = time.time()
-    proc = start_pilot(panda, tmp_path)
+    proc = start_pilot(panda, tmp_path, env={"HARVESTER_ID": "h1", "HARVESTER_WORKER_ID": "7"})
     seen = []
     while proc.poll() is None:
         status = panda.job_status(panda_id)
@@ -59,6 +59,9 @@ def test_job_cycle_starting_running_finished_archived(panda, tmp_path):
     record = panda.job_record(panda_id)
     assert record["piloterrorcode"] == "0" and record["transexitcode"] == "0"
     assert panda.archive(panda_id) == "finished"
+    assert "worker status started: ok" in run.stderr and "worker status finished: ok" in run.stderr
+    assert "worker node map: Inserted new worker node" in run.stderr or "worker node map: Updated" in run.stderr
+    assert "resource types from the server: MCORE" in run.stderr
     requests_line = [line for line in run.stderr.splitlines() if "request(s) to" in line]
     assert requests_line, run.stderr[-2000:]
     print(f"one job cycle: {requests_line[-1].split('|')[-1].strip()}, {wall:.2f} s wall")
