@@ -1,0 +1,83 @@
+"""Server commands and the heartbeat schedule."""
+
+import threading
+import time
+import types
+
+from pilot.config import load_config
+from pilot.job import parse_job
+from pilot.monitor.heartbeat import Heartbeat, apply_commands, run_debug_command
+from pilot.trigger import Trigger
+
+
+def ctx():
+    return types.SimpleNamespace(config=load_config(env={"PILOT_CFG_PILOT_HEARTBEAT": "1",
+                                                         "PILOT_CFG_PILOT_DEBUG_HEARTBEAT": "1"}),
+                                 drain=Trigger("drain"), abort=Trigger("abort"))
+
+
+def job(workdir=""):
+    j = parse_job({"PandaID": 1, "transformation": "sh"})
+    j.workdir = workdir
+    return j
+
+
+def test_commands():
+    c, j = ctx(), job()
+    apply_commands(c, j, ["debug"])
+    assert j.debug
+    apply_commands(c, j, ["debugoff", "softkill"])
+    assert not j.debug and c.drain.is_set()
+    apply_commands(c, j, ["tobekilled"])
+    assert j.kill.code == 1144
+    other = job()
+    apply_commands(c, other, ["alreadydone"])
+    assert other.kill.code == 1236
+
+
+def test_debug_commands_are_restricted(tmp_path):
+    (tmp_path / "payload.stdout").write_text("line1\nline2\n")
+    assert run_debug_command("tail -n 1 payload.stdout", str(tmp_path)).strip() == "line2"
+    assert "not allowed" in run_debug_command("rm -rf .", str(tmp_path))
+    assert "not allowed" in run_debug_command("tail /etc/shadow", str(tmp_path))
+    assert "not allowed" in run_debug_command("ls ../..", str(tmp_path))
+    assert "not allowed" in run_debug_command("ls;reboot", str(tmp_path))
+    assert "not allowed" in run_debug_command("gdb --pid 1", str(tmp_path))
+    j = job(str(tmp_path))
+    apply_commands(ctx(), j, ["tail -n 2 payload.stdout"])
+    assert j.debug_stdout == "line1\nline2\n"
+
+
+def test_heartbeat_schedule_and_stop():
+    sent = []
+    done = threading.Event()
+
+    class Pipeline:
+        def report(self, j):
+            sent.append(time.monotonic())
+            if len(sent) >= 2:
+                done.set()
+
+    beat = Heartbeat(ctx(), Pipeline())
+    beat.start()
+    j = job()
+    beat.watch(j)
+    assert done.wait(5), "two heartbeats at a 1 s interval within 5 s"
+    assert 0.8 <= sent[1] - sent[0] <= 2.0
+    beat.unwatch(j)
+    count = len(sent)
+    time.sleep(1.3)
+    assert len(sent) == count  # unwatched: no more heartbeats
+    beat.stop()
+    beat.join(2)
+    assert not beat.is_alive()
+
+
+def test_lost_heartbeat_kills_the_job():
+    c = ctx()
+    c.config = load_config(env={"PILOT_CFG_PILOT_LOST_HEARTBEAT": "0"})
+    beat = Heartbeat(c, types.SimpleNamespace(report=lambda j: None))
+    j = job()
+    j.last_heartbeat = time.monotonic() - 10
+    beat.beat(j)
+    assert j.kill.code == 1317
