@@ -50,6 +50,8 @@ class Context:
     abort: Trigger = field(default_factory=lambda: Trigger("abort"))
     drain: Trigger = field(default_factory=lambda: Trigger("drain"))  # finish running jobs, take no new ones
     signum: int = 0
+    # storage endpoints (--storagedata-url), by name
+    storage: Dict[str, Any] = field(default_factory=dict)
     # from the server at start-up (metaconfig/get_resource_types): {name: {maxrampercore, ...}}
     resource_types: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 

@@ -223,7 +223,8 @@ def shell_exit_code(code: int, signum: Optional[int] = None) -> int:
 
 def format_diag(code: int, detail: str = "") -> str:
     """One-line diagnostic of at most 256 characters: the detail if given, else the standard message."""
-    text = " ".join(str(detail or message(code)).split())
+    # a blank detail (only whitespace) counts as none: a reported error never has an empty diagnostic
+    text = " ".join(str(detail or "").split()) or message(code)
     if len(text) > MAX_DIAG_LENGTH:
         text = text[: MAX_DIAG_LENGTH - 3] + "..."
     return text

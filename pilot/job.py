@@ -164,7 +164,11 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             self.problem(1302, f"job definition field {key} has type {type(value).__name__}, expected a string")
             return default
-        value = str(value)
+        try:
+            value = str(value)
+        except ValueError:  # an int beyond Python's 4300-digit conversion limit
+            self.problem(1302, f"job definition field {key} is a number too large to convert")
+            return default
         if len(value) > self.max_field:
             self.problem(1302, f"job definition field {key} is {len(value)} characters long (limit {self.max_field})")
             return default
@@ -179,7 +183,7 @@ class _Reader:
             return default
         try:
             return int(float(value)) if "." in value else int(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: "9...9.0" is a float infinity
             self.problem(1302, f"job definition field {key}={value[:40]!r} is not a number")
             return default
 
@@ -212,7 +216,7 @@ def check_lfn(lfn: str) -> Optional[Tuple[int, str]]:
     if len(lfn) > MAX_LFN_LENGTH:
         return 1190, f"LFN too long ({len(lfn)} > {MAX_LFN_LENGTH} characters): {shown}..."
     if not _LFN_RE.match(lfn):
-        return 1371, f"file name {shown!r} contains illegal characters (allowed: letters, digits, . _ + -)"
+        return 1371, f"file name '{shown}' contains illegal characters (allowed: letters, digits, . _ + -)"
     return None
 
 
@@ -266,8 +270,12 @@ def job_id_of(raw: Any) -> str:
     value = raw.get("PandaID", raw.get("jobid"))
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise PilotError(1008, "job definition has no PandaID")
-    text = str(value).strip()
-    if not text.isdigit() or len(text) > 20 or int(text) <= 0:
+    try:
+        text = str(value).strip()
+    except ValueError:  # an int beyond Python's 4300-digit conversion limit
+        raise PilotError(1008, "job definition has an invalid PandaID (too many digits)") from None
+    # isascii: str.isdigit() also accepts digits such as '²' that int() rejects
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) <= 0:
         raise PilotError(1008, f"job definition has an invalid PandaID {text[:30]!r}")
     return text
 

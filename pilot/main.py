@@ -231,6 +231,10 @@ def run(args) -> int:
                   output_dir=os.path.abspath(args.output_dir) if args.output_dir else storage)
     lifetime = float(os.environ.get("PANDAPILOT_LIFETIME") or queuedata.maxtime or args.lifetime)
     ctx = Context(config=config, args=args, queuedata=queuedata, paths=paths, lifetime=lifetime)
+    if args.storagedata_url:
+        from .transfer.storage import load_storage_data
+
+        ctx.storage.update(load_storage_data(args.storagedata_url))
 
     from .pipeline import Pipeline
 

@@ -64,7 +64,7 @@ def _int(raw: Dict[str, Any], key: str, default: int = 0) -> int:
         return default
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "inf" or 1e999
         raise PilotError(1117, f"queue data field {key}={str(value)[:40]!r} is not a number") from None
 
 

@@ -29,10 +29,15 @@ FAKE_BASE_ID = 4242000000
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
     temp = f"{path}.tmp{os.getpid()}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-    os.replace(temp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.lexists(temp):  # never leave a half-written temporary behind
+            os.unlink(temp)
+        raise
 
 
 def fake_job_definition(number: int, storage_dir: str) -> Dict[str, str]:

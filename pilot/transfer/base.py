@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 # name -> "module:Class"; imported on first use so a pilot only loads the tools its queue uses.
 REGISTRY: Dict[str, str] = {
     "mv": "pilot.transfer.mv:MvCopytool",
+    "xrdcp": "pilot.transfer.xrdcp:XrdcpCopytool",
+    "gfal": "pilot.transfer.gfal:GfalCopytool",
+    "gfalcopy": "pilot.transfer.gfal:GfalCopytool",
 }
 
 # Activity keys Pilot 3 and CRIC use in acopytools/astorages. Anything else is a configuration error.
@@ -93,56 +96,73 @@ class Copytool:
 
     # --- shared behaviour ---------------------------------------------------------------------------------
     def copy_in(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
-        for spec in files:
-            stop = next((t for t in (ctx.abort, getattr(job, "kill", None)) if t is not None and t.is_set()), None)
-            if stop is not None:
-                self._mark(spec, stop.code, "stage-in interrupted: " + stop.reason)
-                continue
-            final = os.path.join(workdir, spec.lfn)
-            temp = final + ".part"
-            started = time.monotonic()
-            try:
-                want = next(iter(spec.checksum), kind)
-                digest = self._get(spec, temp, ctx, want)
-                if spec.filesize and digest.size != spec.filesize:
-                    raise TransferFailure(1099, f"size mismatch for {spec.lfn}: got {digest.size} bytes, "
-                                                f"catalogue says {spec.filesize}")
-                expected = spec.checksum.get(digest.kind)
-                if expected and expected != digest.hexdigest():
-                    raise TransferFailure(mismatch_code(digest.kind, "in"),
-                                          f"{digest.kind} mismatch for {spec.lfn}: local {digest.hexdigest()}, "
-                                          f"catalogue {expected}")
-                if os.path.lexists(temp):
-                    os.replace(temp, final)
-                spec.filesize = spec.filesize or digest.size
-                spec.checksum.setdefault(digest.kind, digest.hexdigest())
-                spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
-            except TransferFailure as exc:
-                self._mark(spec, exc.code, exc.diag)
-            except OSError as exc:
-                self._mark(spec, os_error_code(exc, "in"), f"stage-in of {spec.lfn} failed: {exc}")
-            finally:
-                spec.transfer_seconds = time.monotonic() - started
-                if spec.status != "transferred" and os.path.lexists(temp):
-                    os.unlink(temp)
-            self._log(spec, "in")
+        self._each(files, lambda spec: self._copy_in_one(spec, workdir, ctx, kind, job), ctx)
 
     def copy_out(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
-        for spec in files:
-            src = os.path.join(workdir, spec.lfn)
-            started = time.monotonic()
-            try:
-                if not os.path.isfile(src) or os.path.islink(src):
-                    raise TransferFailure(1165, f"output file {spec.lfn} is missing or not a regular file")
-                spec.surl = self._put(spec, src, ctx, kind)
-                spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
-            except TransferFailure as exc:
-                self._mark(spec, exc.code, exc.diag)
-            except OSError as exc:
-                self._mark(spec, os_error_code(exc, "out"), f"stage-out of {spec.lfn} failed: {exc}")
-            finally:
-                spec.transfer_seconds = time.monotonic() - started
-            self._log(spec, "out")
+        self._each(files, lambda spec: self._copy_out_one(spec, workdir, ctx, kind, job), ctx)
+
+    @staticmethod
+    def _each(files: List[FileSpec], work, ctx) -> None:
+        """Transfer files in parallel, [File] transfer_width at a time (Pilot 3 moves them one by one)."""
+        width = max(1, min(len(files), int(ctx.config.file.transfer_width)))
+        if width == 1:
+            for spec in files:
+                work(spec)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="transfer") as pool:
+            list(pool.map(work, files))
+
+    def _copy_in_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job) -> None:
+        stop = next((t for t in (ctx.abort, getattr(job, "kill", None)) if t is not None and t.is_set()), None)
+        if stop is not None:
+            self._mark(spec, stop.code, "stage-in interrupted: " + stop.reason)
+            return
+        final = os.path.join(workdir, spec.lfn)
+        temp = final + ".part"
+        started = time.monotonic()
+        try:
+            want = next(iter(spec.checksum), kind)
+            digest = self._get(spec, temp, ctx, want)
+            if spec.filesize and digest.size != spec.filesize:
+                raise TransferFailure(1099, f"size mismatch for {spec.lfn}: got {digest.size} bytes, "
+                                            f"catalogue says {spec.filesize}")
+            expected = spec.checksum.get(digest.kind)
+            if expected and expected != digest.hexdigest():
+                raise TransferFailure(mismatch_code(digest.kind, "in"),
+                                      f"{digest.kind} mismatch for {spec.lfn}: local {digest.hexdigest()}, "
+                                      f"catalogue {expected}")
+            if os.path.lexists(temp):
+                os.replace(temp, final)
+            spec.filesize = spec.filesize or digest.size
+            spec.checksum.setdefault(digest.kind, digest.hexdigest())
+            spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
+        except TransferFailure as exc:
+            self._mark(spec, exc.code, exc.diag)
+        except OSError as exc:
+            self._mark(spec, os_error_code(exc, "in"), f"stage-in of {spec.lfn} failed: {exc}")
+        finally:
+            spec.transfer_seconds = time.monotonic() - started
+            if spec.status != "transferred" and os.path.lexists(temp):
+                os.unlink(temp)
+        self._log(spec, "in")
+
+    def _copy_out_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job) -> None:
+        src = os.path.join(workdir, spec.lfn)
+        started = time.monotonic()
+        try:
+            if not os.path.isfile(src) or os.path.islink(src):
+                raise TransferFailure(1165, f"output file {spec.lfn} is missing or not a regular file")
+            spec.surl = self._put(spec, src, ctx, kind)
+            spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
+        except TransferFailure as exc:
+            self._mark(spec, exc.code, exc.diag)
+        except OSError as exc:
+            self._mark(spec, os_error_code(exc, "out"), f"stage-out of {spec.lfn} failed: {exc}")
+        finally:
+            spec.transfer_seconds = time.monotonic() - started
+        self._log(spec, "out")
 
     @staticmethod
     def _mark(spec: FileSpec, code: int, diag: str) -> None:

@@ -24,3 +24,13 @@ def panda_server():
 def panda(panda_server):
     panda_server.drain()
     return panda_server
+
+
+@pytest.fixture(scope="session")
+def storage():
+    from tests.integration.storage import Storage
+
+    servers = Storage()
+    servers.up()
+    yield servers
+    servers.down()

@@ -1,0 +1,146 @@
+"""The xrdcp and gfal copytools against real XRootD and nginx WebDAV servers."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+import zlib
+
+import pytest
+
+from pilot.config import load_config
+from pilot.job import FileSpec
+from pilot.queuedata import from_dict
+from pilot.transfer.base import get_copytool
+from pilot.transfer.storage import load_storage_data
+from pilot.trigger import Trigger
+from tests.e2e.pilotrun import PILOT, PilotRun, job_definition, write_job
+
+pytestmark = pytest.mark.slow
+
+CASES = [("xrdcp", "XRD_ROOT"), ("gfal", "XRD_ROOT"), ("gfal", "XRD_DAVS"), ("gfal", "NGINX_DAVS")]
+
+
+def make_ctx(storage, tmp_path, rse, env=None):
+    env = dict(storage.env(), **(env or {}))
+    os.environ.update(storage.env())
+    queue = from_dict({"nickname": "Q", "astorages": {"read_lan": [rse], "write_lan": [rse], "pl": [rse]}}, "Q")
+    return types.SimpleNamespace(config=load_config(env=env), queuedata=queue, abort=Trigger(),
+                                 storage=load_storage_data(storage.storage_data(tmp_path / "ddm.json")),
+                                 args=types.SimpleNamespace(capath=storage.cert_dir))
+
+
+def adler(data):
+    return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+
+
+@pytest.mark.parametrize("tool,rse", CASES)
+def test_stage_out_then_in_verified(storage, tmp_path, tool, rse):
+    ctx = make_ctx(storage, tmp_path, rse)
+    out_dir, in_dir = tmp_path / "out", tmp_path / "in"
+    out_dir.mkdir()
+    in_dir.mkdir()
+    blobs = {f"{tool}.{rse}.f{i}.dat": os.urandom(100_000 * (i + 1)) for i in range(4)}
+    for name, data in blobs.items():
+        (out_dir / name).write_bytes(data)
+    outputs = [FileSpec(lfn=name, role="output", scope="user.pilot") for name in blobs]
+    get_copytool(tool).copy_out(outputs, str(out_dir), ctx)
+    for spec in outputs:
+        assert spec.status == "transferred", spec.diag
+        assert spec.checksum == {"adler32": adler(blobs[spec.lfn])}
+        assert spec.surl.startswith(ctx.storage[rse].protocols(["write_lan"])[0])
+        assert "/user/pilot/" in spec.surl and spec.ddmendpoint == rse
+        assert open(storage.stored(rse, "user.pilot", spec.lfn), "rb").read() == blobs[spec.lfn]
+    inputs = [FileSpec(lfn=name, role="input", scope="user.pilot", filesize=len(data),
+                       checksum={"adler32": adler(data)}, ddmendpoint=rse) for name, data in blobs.items()]
+    get_copytool(tool).copy_in(inputs, str(in_dir), ctx)
+    for spec in inputs:
+        assert spec.status == "transferred", spec.diag
+        assert spec.turl.startswith(ctx.storage[rse].protocols(["read_lan"])[0])
+        assert (in_dir / spec.lfn).read_bytes() == blobs[spec.lfn]
+    assert not [n for n in os.listdir(in_dir) if n.endswith(".part")]
+
+
+@pytest.mark.parametrize("tool", ["xrdcp", "gfal"])
+def test_corrupted_replica_and_missing_file(storage, tmp_path, tool):
+    ctx = make_ctx(storage, tmp_path, "XRD_ROOT")
+    data = b"replica with a wrong catalogue checksum\n" * 1000
+    storage.place("XRD_ROOT", "mc", f"bad.{tool}.dat", data)
+    bad = FileSpec(lfn=f"bad.{tool}.dat", role="input", scope="mc", filesize=len(data),
+                   checksum={"adler32": "0badc0de"}, ddmendpoint="XRD_ROOT")
+    missing = FileSpec(lfn=f"missing.{tool}.dat", role="input", scope="mc", ddmendpoint="XRD_ROOT")
+    get_copytool(tool).copy_in([bad, missing], str(tmp_path), ctx)
+    assert bad.status_code == 1171 and "0badc0de" in bad.diag
+    assert missing.status_code == 1331, missing.diag
+    assert not os.path.exists(tmp_path / bad.lfn)
+
+
+@pytest.mark.parametrize("tool", ["xrdcp", "gfal"])
+def test_server_down_and_timeout(storage, tmp_path, tool):
+    ctx = make_ctx(storage, tmp_path, "XRD_ROOT", env={"PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE": "5",
+                                                       "PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX": "5"})
+    ctx.storage["XRD_ROOT"].arprotocols["write_lan"] = [{"endpoint": "root://127.0.0.1:1", "path": "//x"}]
+    (tmp_path / "o.dat").write_bytes(b"x" * 1000)
+    down = FileSpec(lfn="o.dat", role="output", scope="mc")
+    get_copytool(tool).copy_out([down], str(tmp_path), ctx)
+    assert down.status == "failed" and down.status_code in (1137, 1152), down.diag
+    slow = make_ctx(storage, tmp_path, "XRD_ROOT", env={"PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE": "0.001",
+                                                        "PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX": "0.001"})
+    big = FileSpec(lfn="o.dat", role="output", scope="mc")
+    get_copytool(tool).copy_out([big], str(tmp_path), slow)
+    assert big.status_code == 1152 and "timed out" in big.diag
+
+
+def test_xrdcp_refuses_urls_it_cannot_handle(storage, tmp_path):
+    ctx = make_ctx(storage, tmp_path, "XRD_DAVS")
+    (tmp_path / "w.dat").write_bytes(b"x")
+    spec = FileSpec(lfn="w.dat", role="output", scope="mc")
+    get_copytool("xrdcp").copy_out([spec], str(tmp_path), ctx)
+    assert spec.status_code == 1313 and "davs" in spec.diag
+    assert not os.path.exists("davs:")
+
+
+def test_gfal_stage_out_to_storage_without_checksums(storage, tmp_path, caplog):
+    ctx = make_ctx(storage, tmp_path, "NGINX_DAVS")
+    (tmp_path / "n.dat").write_bytes(b"nginx has no checksums")
+    spec = FileSpec(lfn="n.dat", role="output", scope="mc")
+    get_copytool("gfal").copy_out([spec], str(tmp_path), ctx)
+    assert spec.status == "transferred"
+    assert "cannot compute adler32" in caplog.text
+
+
+def test_job_from_xrootd_to_webdav_through_pilot(storage, tmp_path, jobdir):
+    data = b"event data\n" * 5000
+    storage.place("XRD_ROOT", "data24", "raw.dat", data)
+    job = job_definition(1201, pars="-c 'wc -l raw.dat > summary.txt'",
+                         inputs=[("raw.dat", (len(data), adler(data)))], outputs=["summary.txt"])
+    job.update({"scopeIn": "data24", "ddmEndPointIn": "XRD_ROOT", "ddmEndPointOut": "NGINX_DAVS,NGINX_DAVS",
+                "scopeOut": "user.pilot"})
+    write_job(jobdir, job)
+    queue = tmp_path / "queue.json"
+    queue.write_text(json.dumps({"nickname": "STORE", "state": "ACTIVE", "status": "online",
+                                 "copytools": {"xrdcp": {}, "gfal": {}},
+                                 "acopytools": {"read_lan": ["xrdcp"], "write_lan": ["gfal"], "pl": ["gfal"]},
+                                 "astorages": {"read_lan": ["XRD_ROOT"], "write_lan": ["NGINX_DAVS"],
+                                               "pl": ["NGINX_DAVS"]}}))
+    cmd = [sys.executable, PILOT, "-q", "STORE", "--queuedata-url", str(queue), "--job-source", f"local:{jobdir}",
+           "--storagedata-url", storage.storage_data(tmp_path / "ddm.json"), "--capath", storage.cert_dir,
+           "-a", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **storage.env()))
+    run = PilotRun(str(tmp_path), proc, proc.stdout, proc.stderr)
+    final = run.final(1201)
+    assert final["state"] == "finished", run.stderr[-3000:]
+    info = json.loads(final["xml"])
+    assert info["summary.txt"]["surl"].startswith("davs://localhost:21443/rucio/user/pilot/")
+    assert info["summary.txt"]["endpoint"] == "NGINX_DAVS"
+    stored = open(storage.stored("NGINX_DAVS", "user.pilot", "summary.txt")).read()
+    assert stored.split()[0] == "5000"
+
+
+@pytest.fixture
+def jobdir(tmp_path):
+    path = tmp_path / "jobs"
+    path.mkdir()
+    return path
