@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 from .channels.base import Channel, Reply
 from .errors import PilotError, shell_exit_code
-from .job import Job, update_dict
+from .job import Job, JobState, update_dict
 from .monitor.heartbeat import Heartbeat, apply_commands
 from .stages.base import STOP, Stage
 from .stages.execute import ExecuteStage
@@ -74,6 +74,8 @@ class Pipeline:
         if final:
             self.heartbeat.unwatch(job)
         with job.update_lock:
+            if not final and job.state in (JobState.FINISHED, JobState.FAILED):
+                return None  # a heartbeat that lost the race with the final update: never send it after
             if final:
                 state = job.state.value
             else:

@@ -114,8 +114,9 @@ class PandaChannel(Channel):
         url = f"{self.base}{path}"
         self.requests_sent += 1
         try:
+            # verify/cert given per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override the session's
             response = self.session.post(url, json=json_body, data=form, headers=self._auth_headers(),
-                                         timeout=self.timeout)
+                                         timeout=self.timeout, verify=self.session.verify, cert=self.session.cert)
         except self.requests.RequestException as exc:
             log.warning("POST %s failed: %s", url, type(exc).__name__ if "token" in str(exc).lower() else exc)
             return None
@@ -247,7 +248,8 @@ class PandaChannel(Channel):
     def _get(self, path: str) -> Optional[proto.ServerReply]:
         self.requests_sent += 1
         try:
-            response = self.session.get(f"{self.base}{path}", headers=self._auth_headers(), timeout=self.timeout)
+            response = self.session.get(f"{self.base}{path}", headers=self._auth_headers(), timeout=self.timeout,
+                                        verify=self.session.verify, cert=self.session.cert)
         except self.requests.RequestException as exc:
             log.warning("GET %s failed: %s", path, exc)
             return None

@@ -90,6 +90,14 @@ class Heartbeat(threading.Thread):
             self._due[job.jobid] = time.monotonic() + self.interval(job)
             self._cond.notify()
 
+    def beat_soon(self, job: Job) -> None:
+        """Send a heartbeat for `job` now, from this thread: the caller must not wait for the server."""
+        job.last_heartbeat = job.last_heartbeat or time.monotonic()
+        with self._cond:
+            self._jobs[job.jobid] = job
+            self._due[job.jobid] = time.monotonic()
+            self._cond.notify()
+
     def unwatch(self, job: Job) -> None:
         with self._cond:
             self._jobs.pop(job.jobid, None)

@@ -35,7 +35,9 @@ class ExecuteStage(Stage):
             raise PilotError(1305, f"cannot start payload: {exc}") from None
         monitor = JobMonitor(self.ctx, job, proc)
         monitor.start()
-        self.pipeline.report(job)
+        # the "running" update goes from the heartbeat thread: a slow server must not delay noticing the
+        # payload's end or a kill
+        self.pipeline.heartbeat.beat_soon(job)
         grace = cfg.pilot.kill_grace
         def kill() -> None:
             proc.terminate(grace)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from typing import BinaryIO, Callable, Dict, Optional
 
@@ -18,7 +17,11 @@ class Digest:
             raise ValueError(f"unsupported checksum type {kind!r}")
         self.kind = kind
         self._adler = 1
-        self._md5 = hashlib.md5(usedforsecurity=False) if kind == "md5" else None
+        self._md5 = None
+        if kind == "md5":
+            import hashlib  # lazily: it loads libcrypto (3.5 MB), and adler32 is the default
+
+            self._md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
 
     def update(self, chunk: bytes) -> None:

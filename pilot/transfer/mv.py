@@ -23,7 +23,7 @@ class MvCopytool(Copytool):
         spec.turl = src
         if mode == "copy":
             with open(src, "rb") as reader, open(dest, "wb") as writer:
-                return copy_stream(reader, writer, kind)
+                return copy_stream(reader, writer, kind, _stop_on_abort(ctx))
         with open(src, "rb") as reader:
             digest = copy_stream(reader, None, kind)
         if mode == "symlink":
@@ -40,7 +40,7 @@ class MvCopytool(Copytool):
         temp = final + ".part"
         try:
             with open(src, "rb") as reader, open(temp, "wb") as writer:
-                local = copy_stream(reader, writer, kind)
+                local = copy_stream(reader, writer, kind)  # stage-out runs on after an abort: the log must go
                 writer.flush()
                 os.fsync(writer.fileno())
             with open(temp, "rb") as reader:
@@ -55,3 +55,11 @@ class MvCopytool(Copytool):
         spec.filesize = local.size
         spec.checksum = {kind: local.hexdigest()}
         return final
+
+
+def _stop_on_abort(ctx):
+    """A progress callback that ends a long local copy as soon as the pilot is told to stop."""
+    def check(_size: int) -> None:
+        if ctx.abort.is_set():
+            raise TransferFailure(ctx.abort.code, f"transfer interrupted: {ctx.abort.reason}")
+    return check
