@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Transfer throughput of the copytools against a real XRootD server (and mv to a local dir).
+
+Cases (issue 4): 200 files x 1 MB and 4 files x 256 MB, stage-out then stage-in, through
+  pilot, parallel    the copytool as the pilot runs it ([File] transfer_width, default 4), checksums verified
+  pilot, sequential  the same with transfer_width 1 (how Pilot 3 moves files)
+  shell loop         `for f in ...; do xrdcp -f $f URL; done` (mv: cp): no verification at all
+Targets: large files within 1.2x of the shell loop; many small files >= 3x faster than sequential.
+Starts the storage servers of tests/servers/storage (root; 127.0.0.1 only) and stops them at the end.
+
+usage: bench/transfer.py [--small 200] [--large 4] [--large-mb 256] [--tools xrdcp,mv] [--json F] [--baseline F]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import types
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOP)
+
+from pilot.config import load_config  # noqa: E402
+from pilot.job import FileSpec  # noqa: E402
+from pilot.queuedata import from_dict  # noqa: E402
+from pilot.transfer.base import get_copytool  # noqa: E402
+from pilot.transfer.storage import load_storage_data  # noqa: E402
+from pilot.trigger import Trigger  # noqa: E402
+from tests.integration.storage import Storage  # noqa: E402
+
+
+def make_files(folder, count, size):
+    os.makedirs(folder, exist_ok=True)
+    names = []
+    block = os.urandom(1 << 20)
+    for index in range(count):
+        name = f"f{size >> 20}mb.{index:04d}.dat"
+        with open(os.path.join(folder, name), "wb") as handle:
+            for _ in range(size >> 20):
+                handle.write(block)
+            handle.write(index.to_bytes(4, "big"))  # every file different
+        names.append(name)
+    return names
+
+
+def pilot_run(tool, names, src, dest_dir, ctx, width):
+    ctx.config = load_config(env={"PILOT_CFG_FILE_TRANSFER_WIDTH": str(width)})
+    outputs = [FileSpec(lfn=n, role="output", scope="bench") for n in names]
+    started = time.monotonic()
+    get_copytool(tool).copy_out(outputs, src, ctx)
+    middle = time.monotonic()
+    inputs = [FileSpec(lfn=o.lfn, role="input", scope="bench", filesize=o.filesize, checksum=dict(o.checksum),
+                       ddmendpoint="XRD_ROOT") for o in outputs]
+    os.makedirs(dest_dir, exist_ok=True)
+    get_copytool(tool).copy_in(inputs, dest_dir, ctx)
+    ended = time.monotonic()
+    bad = [(s.lfn, s.diag) for s in outputs + inputs if s.status != "transferred"]
+    if bad:
+        raise RuntimeError(f"{tool}: transfers failed: {bad[:3]}")
+    return middle - started, ended - middle
+
+
+def shell_run(tool, names, src, dest_dir, storage):
+    os.makedirs(dest_dir, exist_ok=True)
+    if tool == "xrdcp":
+        out = " ".join(f"xrdcp -np -f {os.path.join(src, n)} {storage.root}//benchloop/{n};" for n in names)
+        back = " ".join(f"xrdcp -np -f {storage.root}//benchloop/{n} {os.path.join(dest_dir, n)};" for n in names)
+    else:
+        out = " ".join(f"cp {os.path.join(src, n)} {os.path.join(dest_dir, 'o_' + n)};" for n in names)
+        back = " ".join(f"cp {os.path.join(dest_dir, 'o_' + n)} {os.path.join(dest_dir, n)};" for n in names)
+    started = time.monotonic()
+    subprocess.run(["bash", "-c", out], check=True)
+    middle = time.monotonic()
+    subprocess.run(["bash", "-c", back], check=True)
+    return middle - started, time.monotonic() - middle
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--large", type=int, default=4)
+    parser.add_argument("--large-mb", type=int, default=256)
+    parser.add_argument("--tools", default="xrdcp,mv")
+    parser.add_argument("--json", default="")
+    parser.add_argument("--baseline", default="")
+    args = parser.parse_args()
+    storage = Storage()
+    storage.up()
+    results = {}
+    work = tempfile.mkdtemp(prefix="pilot-bench-transfer-")
+    try:
+        ddm = load_storage_data(storage.storage_data(os.path.join(work, "ddm.json")))
+        queue = from_dict({"nickname": "B", "astorages": {"read_lan": ["XRD_ROOT"], "write_lan": ["XRD_ROOT"]}}, "B")
+        for case, count, size in (("small", args.small, 1 << 20), ("large", args.large, args.large_mb << 20)):
+            src = os.path.join(work, case)
+            names = make_files(src, count, size)
+            for tool in args.tools.split(","):
+                ctx = types.SimpleNamespace(queuedata=queue, storage=ddm, abort=Trigger(),
+                                            args=types.SimpleNamespace(capath=storage.cert_dir),
+                                            paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
+                                                                        output_dir=os.path.join(work, "mvstore")))
+                row = {}
+                row["parallel"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.p"), ctx, 4))
+                row["sequential"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.s"), ctx, 1))
+                row["shell"] = sum(shell_run(tool, names, src, os.path.join(work, f"{case}.{tool}.sh"), storage))
+                results[f"{case}/{tool}"] = {k: round(v, 3) for k, v in row.items()}
+                shutil.rmtree(os.path.join(work, "mvstore"), ignore_errors=True)
+    finally:
+        storage.down()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{'case':<14} {'parallel s':>11} {'sequential s':>13} {'shell loop s':>13} {'par/shell':>10} "
+          f"{'seq/par':>8}  target")
+    for key, row in results.items():
+        par_shell = row["parallel"] / row["shell"]
+        seq_par = row["sequential"] / row["parallel"]
+        if key.startswith("large"):
+            verdict = f"par/shell <= 1.2: {'PASS' if par_shell <= 1.2 else 'FAIL'}"
+        else:
+            verdict = f"seq/par >= 3: {'PASS' if seq_par >= 3 else 'FAIL'}"
+        print(f"{key:<14} {row['parallel']:>11.2f} {row['sequential']:>13.2f} {row['shell']:>13.2f} "
+              f"{par_shell:>10.2f} {seq_par:>8.2f}  {verdict}")
+    if args.baseline:
+        base = json.load(open(args.baseline))
+        for key, row in results.items():
+            if key in base:
+                print(f"{key}: parallel {row['parallel'] / base[key]['parallel']:.2f}x the baseline")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
