@@ -34,6 +34,9 @@ KNOWN_ACTIVITIES = frozenset({
     "es_failover", "es_events_read", "read_lan_analysis", "read_wan_analysis",
 })
 
+# failures worth one more try: generic tool errors, server-side errors, services away for a moment
+TRANSIENT_CODES = frozenset({1099, 1137, 1362, 1324, 1316, 1327})
+
 STAGEIN_ACTIVITIES = ("read_lan", "pr", "default")
 STAGEOUT_ACTIVITIES = ("write_lan", "pw", "default")
 LOG_ACTIVITIES = ("pl", "write_lan", "pw", "default")
@@ -114,6 +117,18 @@ class Copytool:
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="transfer") as pool:
             list(pool.map(work, files))
 
+    def _get_with_retries(self, spec: FileSpec, temp: str, ctx, kind: str) -> Digest:
+        attempts = max(1, int(ctx.config.file.transfer_attempts))
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._get(spec, temp, ctx, kind)
+            except TransferFailure as exc:
+                if attempt == attempts or exc.code not in TRANSIENT_CODES or ctx.abort.is_set():
+                    raise
+                log.warning("stage-in of %s, attempt %d/%d failed (%s): trying again", spec.lfn, attempt, attempts,
+                            exc.diag)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _copy_in_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job) -> None:
         stop = next((t for t in (ctx.abort, getattr(job, "kill", None)) if t is not None and t.is_set()), None)
         if stop is not None:
@@ -124,7 +139,7 @@ class Copytool:
         started = time.monotonic()
         try:
             want = next(iter(spec.checksum), kind)
-            digest = self._get(spec, temp, ctx, want)
+            digest = self._get_with_retries(spec, temp, ctx, want)
             if spec.filesize and digest.size != spec.filesize:
                 raise TransferFailure(1099, f"size mismatch for {spec.lfn}: got {digest.size} bytes, "
                                             f"catalogue says {spec.filesize}")
@@ -151,10 +166,19 @@ class Copytool:
     def _copy_out_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job) -> None:
         src = os.path.join(workdir, spec.lfn)
         started = time.monotonic()
+        attempts = max(1, int(ctx.config.file.transfer_attempts))
         try:
             if not os.path.isfile(src) or os.path.islink(src):
                 raise TransferFailure(1165, f"output file {spec.lfn} is missing or not a regular file")
-            spec.surl = self._put(spec, src, ctx, kind)
+            for attempt in range(1, attempts + 1):
+                try:
+                    spec.surl = self._put(spec, src, ctx, kind)
+                    break
+                except TransferFailure as exc:
+                    if attempt == attempts or exc.code not in TRANSIENT_CODES or ctx.abort.is_set():
+                        raise
+                    log.warning("stage-out of %s, attempt %d/%d failed (%s): trying again", spec.lfn, attempt,
+                                attempts, exc.diag)
             spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
         except TransferFailure as exc:
             self._mark(spec, exc.code, exc.diag)
