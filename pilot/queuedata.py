@@ -8,6 +8,7 @@ the one used, and its failure is 1116 (cannot download) or 1117 (not valid queue
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -86,6 +87,8 @@ def from_dict(raw: Dict[str, Any], queue: str) -> QueueData:
         raise PilotError(1117, "queue data is not a JSON object")
     if queue in raw and isinstance(raw[queue], dict) and "nickname" not in raw:
         raw = raw[queue]
+    elif raw and "nickname" not in raw and "name" not in raw and all(isinstance(v, dict) for v in raw.values()):
+        raise PilotError(1117, f"queue data holds queues {sorted(raw)[:5]} but not {queue}")
     acopytools = _dict(raw, "acopytools")
     for activity, tools in acopytools.items():
         if isinstance(tools, str):
@@ -154,7 +157,7 @@ def load_queuedata(queue: str, url: str = "", template: str = "", timeout: float
     """Load and check the queue data; raise PilotError 1116/1117/1359/1386 when the queue cannot be used."""
     source = url or os.environ.get("QUEUEDATA_SERVER_URL", "")
     if not source and queue == LOCAL_QUEUE:
-        raw: Dict[str, Any] = dict(BUILTIN_LOCAL)
+        raw: Dict[str, Any] = copy.deepcopy(BUILTIN_LOCAL)
         source = "built-in LOCAL queue"
     else:
         source = source or template

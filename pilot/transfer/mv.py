@@ -25,7 +25,15 @@ class MvCopytool(Copytool):
             with open(src, "rb") as reader, open(dest, "wb") as writer:
                 return copy_stream(reader, writer, kind, _stop_on_abort(ctx))
         with open(src, "rb") as reader:
-            digest = copy_stream(reader, None, kind)
+            digest = copy_stream(reader, None, kind, _stop_on_abort(ctx))
+        # verify before linking or moving: a move that fails verification afterwards would delete the only copy
+        if spec.filesize and digest.size != spec.filesize:
+            raise TransferFailure(1099, f"size mismatch for {spec.lfn}: {digest.size} bytes in storage, "
+                                        f"catalogue says {spec.filesize}")
+        expected = spec.checksum.get(digest.kind)
+        if expected and expected != digest.hexdigest():
+            raise TransferFailure(mismatch_code(digest.kind, "in"), f"{digest.kind} mismatch for {spec.lfn}: "
+                                  f"storage {digest.hexdigest()}, catalogue {expected}")
         if mode == "symlink":
             os.symlink(os.path.abspath(src), dest)
         elif mode == "move":
