@@ -128,7 +128,11 @@ class PandaChannel(Channel):
             return None
         if response.status_code != 200:
             return proto.ServerReply(ok=False, message=f"HTTP {response.status_code}: {response.text[:200]}")
-        return proto.decode_reply(response.text)
+        reply = proto.decode_reply(response.text)
+        if reply.status_code == -1:  # truncated or corrupt: the answer was lost on the way, like a dropped connection
+            log.warning("POST %s: %s", url, reply.message)
+            return None
+        return reply
 
     def _call(self, method: str, v1_body: Dict[str, Any], legacy_method: str, legacy_form: Dict[str, str]):
         if self.api != "legacy":

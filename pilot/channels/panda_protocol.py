@@ -117,7 +117,7 @@ def _parse_body(text: str) -> Any:
         try:
             return json.loads(stripped)
         except ValueError:
-            pass
+            return None  # truncated or corrupt JSON: not a URL-encoded reply either
     if stripped == "Succeeded":
         return {"StatusCode": 0}
     if "=" in stripped:
@@ -139,7 +139,8 @@ def decode_reply(text: str) -> ServerReply:
     """Decode a v1 envelope, a legacy JSON dict or a legacy URL-encoded reply."""
     body = _parse_body(text)
     if body is None:
-        return ServerReply(ok=False, message=text.strip()[:300])
+        return ServerReply(ok=False, message=f"unreadable reply ({len(text)} bytes): {text.strip()[:120]}",
+                           status_code=-1)
     if isinstance(body, dict) and "success" in body and "data" in body:  # v1 envelope
         data = body.get("data")
         reply = ServerReply(ok=bool(body.get("success")), message=str(body.get("message") or ""), data=data,

@@ -1,7 +1,7 @@
 """Retrieve: ask the channel for jobs while the pilot may still take one, and hand them to validate.
 
-May another job be taken? Only while no abort is under way, getJob requests and failures are within
--v/-x, enough of the pilot's lifetime is left, and -- after the first job -- the queue's time floor has not
+May another job be taken? Only while no abort is under way, answered job requests are fewer than -v and
+failed ones fewer than -x, enough of the pilot's lifetime is left, and -- after the first job -- the queue's time floor has not
 passed. With a time floor the next job is fetched while the current one runs (one job ahead, `slots`), so its
 stage-in overlaps the current payload.
 """
@@ -76,10 +76,11 @@ class RetrieveThread(threading.Thread):
                 self.slots.get()
                 if not self._may_fetch():
                     return
-                self.requests += 1
                 started = time.monotonic()
                 try:
                     jobs = self.channel.fetch(1)
+                    self.requests += 1  # answered requests count against -v; failed ones against -x
+                    self.error_code = 0  # the server answered: earlier failures no longer define the exit code
                 except PilotError as exc:
                     self.failures += 1
                     self.error_code = exc.code
