@@ -120,9 +120,9 @@ class PayloadProcess:
             if self._killer is not None or self.proc is None:
                 return
             self.killed_by_pilot = True
-            self._killer = threading.Thread(target=self.kill_tree, args=(grace,), name="payload-killer",
-                                            daemon=True)
-            self._killer.start()
+            killer = threading.Thread(target=self.kill_tree, args=(grace,), name="payload-killer", daemon=True)
+            killer.start()
+            self._killer = killer  # only a started thread is ever visible to cleanup()
 
     def kill_tree(self, grace: float) -> int:
         """Synchronously kill every process of this payload; returns how many had to be signalled."""
@@ -173,7 +173,8 @@ class PayloadProcess:
 
     def cleanup(self, grace: float) -> int:
         """After the leader exited: kill whatever it left behind; wait for a running kill to finish."""
-        killer = self._killer
+        with self._kill_lock:
+            killer = self._killer
         if killer is not None:
             killer.join()
         return self.kill_tree(grace)

@@ -54,7 +54,9 @@ class ExecuteStage(Stage):
         log.info("job %s: payload exited with %d after %.3f s", job.jobid, exit_code, time.time() - job.started_at)
         apply_reports(job, job.workdir, cfg.payload.error_report, cfg.payload.jobreport)
         stop = job.kill if job.kill.is_set() else self.ctx.abort
-        if proc.killed_by_pilot and stop.is_set():
+        # the stop explains the end if the pilot killed the payload, or if the payload died first of the same
+        # signal (a batch system signals every process of the job: scancel)
+        if stop.is_set() and (proc.killed_by_pilot or exit_code != 0):
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
             return
         problem = failure(exit_code, tail(os.path.join(job.workdir, cfg.payload.payloadstderr)), job.workdir,
