@@ -57,7 +57,7 @@ def test_job_cycle_starting_running_finished_archived(panda, tmp_path):
                     if f"job {panda_id}: " in line and "update acknowledged" in line]
     assert acknowledged[0] == "starting" and acknowledged[1] == "running" and acknowledged[-1] == "finished"
     record = panda.job_record(panda_id)
-    assert record["piloterrorcode"] == "0" and record["transexitcode"] == "0"
+    assert record["pilotErrorCode"] == 0 and record["transExitCode"] == 0
     assert panda.archive(panda_id) == "finished"
     assert "worker status started: ok" in run.stderr and "worker status finished: ok" in run.stderr
     assert "worker node map: Inserted new worker node" in run.stderr or "worker node map: Updated" in run.stderr
@@ -81,7 +81,7 @@ def test_output_report_is_checked_by_the_server(panda, tmp_path):
     panda.update_job({"job_id": panda_id, "job_status": "finished", "attempt_nr": int(job["attemptNr"]),
                       "job_output_report": json.dumps(log_only)})
     assert panda.archive(panda_id) == "failed"
-    assert "missing" in panda.job_record(panda_id)["ddmerrordiag"]
+    assert "missing" in panda.job_record(panda_id)["ddmErrorDiag"]
 
 
 def test_server_kill_command_kills_the_payload_with_1144(panda, tmp_path):
@@ -95,7 +95,7 @@ def test_server_kill_command_kills_the_payload_with_1144(panda, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "tobekilled" in run.stderr
     record = panda.job_record(panda_id)
-    assert record["piloterrorcode"] == "1144", record
+    assert record["pilotErrorCode"] == 1144, record
     assert panda.archive(panda_id) in ("failed", "cancelled")
 
 
@@ -142,7 +142,7 @@ def test_server_down_past_the_deadline_then_replayed(panda, tmp_path):
     assert "replayed 1 spooled final update" in replay.stderr
     assert not os.path.exists(spooled[0])
     record = panda.job_record(panda_id)
-    assert record["piloterrorcode"] == "1201" and record["jobstatus"] == "holding"
+    assert record["pilotErrorCode"] == 1201 and record["jobStatus"] == "holding"
 
 
 def test_no_jobs_ends_quickly_with_exit_0(panda, tmp_path):

@@ -1,31 +1,55 @@
 #!/bin/bash
-# Start or stop only the PanDA server's HTTP process (tests cut the server during a final update).
-# usage: http.sh start|stop BASE [PORT]
+# Start or stop only the PanDA server's HTTP process (PostgreSQL and the issuer keep running), e.g. to cut the
+# server while a pilot sends its final update. Ports come from BASE/ports.env (written by start.sh).
+# usage: http.sh start|stop BASE        env: PANDA_TEST_HTTP_START_TIMEOUT (s, default 120)
 set -euo pipefail
-ACTION=$1; BASE=$2; PORT=${3:-25080}
+[ $# -ge 2 ] || { echo "usage: $0 start|stop BASE" >&2; exit 2; }
+ACTION=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
-VENV=${PANDA_VENV:-/opt/pilot-test/panda-venv}
+. "$HERE/lib.sh"
+trap 'echo "[panda $(date +%T)] ERROR: http.sh failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+BASE=$(cd "$2" && pwd)
+lock_base
+load_ports
 PIDFILE=$BASE/http.pid
-if [ "$ACTION" = stop ]; then
-  if [ -f "$PIDFILE" ]; then
-    pid=$(cat "$PIDFILE")
-    kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 -- -"$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"
-  fi
-  exit 0
-fi
-export PANDA_HOME=$BASE/home PANDA_TEST_PORT=$PORT
-setsid "$VENV/bin/python" "$HERE/panda_test_wsgi.py" "$PORT" >> "$BASE/logs/http.out" 2>&1 < /dev/null &
-echo $! > "$PIDFILE"
-for _ in $(seq 1 240); do
-  if curl -sf -m 30 -H 'Accept: application/json' "http://127.0.0.1:$PORT/api/v1/system/is_alive" >/dev/null; then
-    exit 0
-  fi
-  kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { tail -30 "$BASE/logs/http.out" >&2; exit 1; }
-  sleep 0.5
-done
-echo "PanDA server did not answer within 120 s" >&2
-tail -30 "$BASE/logs/http.out" >&2
-exit 1
+SCRIPT=$HERE/panda_test_wsgi.py
+# what identifies our server in `ps`, whichever checkout started it: the shim's name and BASE as its last argument
+MARKERS=(panda_test_wsgi.py " $BASE ")
+case "$ACTION" in
+stop)
+    [ -f "$PIDFILE" ] || exit 0
+    running=$(group_members "$(head -1 "$PIDFILE")" "${MARKERS[@]}")
+    stop_pidfile "$PIDFILE" "${MARKERS[@]}"
+    [ -n "$running" ] || exit 0
+    for _ in $(seq 1 50); do port_busy "$HTTP_PORT" || exit 0; sleep 0.1; done
+    log "warning: 127.0.0.1:$HTTP_PORT still accepts connections after stopping the server"
+    ;;
+start)
+    if [ -f "$PIDFILE" ] && is_ours "$(cat "$PIDFILE")" "${MARKERS[@]}"; then
+        http_ok "http://127.0.0.1:$HTTP_PORT/api/v1/system/is_alive" && exit 0
+        stop_pidfile "$PIDFILE" "${MARKERS[@]}"
+    fi
+    port_busy "$HTTP_PORT" && die "127.0.0.1:$HTTP_PORT is taken by another process"
+    mkdir -p "$BASE/logs"
+    echo "=== $(date -u '+%F %T') start" >> "$BASE/logs/http.out"
+    # setsid execs in place (a background job of a script is no group leader): $! is the server's PID and PGID
+    PANDA_HOME=$BASE/home PANDA_TEST_HTTP_PORT=$HTTP_PORT TZ=UTC \
+        setsid "$PANDA_VENV/bin/python" "$SCRIPT" "$HTTP_PORT" "$BASE" >> "$BASE/logs/http.out" 2>&1 < /dev/null 9>&- &
+    echo $! > "$PIDFILE"
+    limit=${PANDA_TEST_HTTP_START_TIMEOUT:-120}
+    start=$(date +%s)
+    while [ $(( $(date +%s) - start )) -lt "$limit" ]; do
+        http_ok "http://127.0.0.1:$HTTP_PORT/api/v1/system/is_alive" && exit 0
+        if ! is_ours "$(cat "$PIDFILE")" "${MARKERS[@]}"; then
+            tail -40 "$BASE/logs/http.out" >&2
+            rm -f "$PIDFILE"
+            die "the PanDA server process exited during start-up (log: $BASE/logs/http.out, $BASE/logs/panda-*.log)"
+        fi
+        sleep 0.2
+    done
+    tail -40 "$BASE/logs/http.out" >&2
+    stop_pidfile "$PIDFILE" "${MARKERS[@]}"
+    die "the PanDA server did not answer /api/v1/system/is_alive within $limit s"
+    ;;
+*) echo "usage: $0 start|stop BASE" >&2; exit 2 ;;
+esac
