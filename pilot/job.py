@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import PilotError, format_diag
 from .trigger import Trigger
+
+log = logging.getLogger(__name__)
 
 NULL = "NULL"
 MAX_LFN_LENGTH = 255
@@ -278,6 +281,19 @@ def job_id_of(raw: Any) -> str:
     if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) <= 0:
         raise PilotError(1008, f"job definition has an invalid PandaID {text[:30]!r}")
     return text
+
+
+def parse_jobs(raws, max_field: int, source: str) -> List[Job]:
+    """Jobs from definitions; one without a usable PandaID cannot even be reported, so it is logged and skipped."""
+    jobs = []
+    for raw in raws:
+        try:
+            job_id_of(raw)
+        except PilotError as exc:
+            log.error("%s: %s; skipped", source, exc.diag)
+            continue
+        jobs.append(parse_job(raw, max_field))
+    return jobs
 
 
 def parse_job(raw: Dict[str, Any], max_field: int = 1048576) -> Job:

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl
 
 from ..errors import PilotError
-from ..job import Job, job_id_of, parse_job
+from ..job import Job, parse_jobs
 from .base import Channel, Reply
 from .local import write_json_atomic
 
@@ -146,14 +146,8 @@ class HarvesterChannel(Channel):
             if time.monotonic() >= deadline or self.ctx.abort.wait(self.poll_interval):
                 log.info("no job file from Harvester in %s", self.ap)
                 return []
-        jobs = []
-        for raw in definitions[:max_jobs]:  # Pilot 3 keeps only the first job of a file
-            try:
-                job_id_of(raw)
-            except PilotError as exc:
-                log.error("Harvester job file: %s", exc.diag)
-                continue
-            jobs.append(parse_job(raw, self.ctx.config.file.max_field_length))
+        # Pilot 3 keeps only the first job of a file
+        jobs = parse_jobs(definitions[:max_jobs], self.ctx.config.file.max_field_length, "Harvester job file")
         self._served += len(jobs)
         return jobs
 

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 from .. import __version__
 from ..errors import PilotError
-from ..job import Job, job_id_of, parse_job
+from ..job import Job, parse_jobs
 from . import panda_protocol as proto
 from .base import Channel, Reply
 from .spool import Spool, deliver
@@ -178,15 +178,7 @@ class PandaChannel(Channel):
             return []
         if not reply.ok:
             raise PilotError(1318, f"acquire_jobs refused: {reply.message or reply.status_code}")
-        jobs = []
-        for raw in reply.jobs:
-            try:
-                job_id_of(raw)
-            except PilotError as exc:
-                log.error("server sent a job without a usable PandaID: %s", exc.diag)
-                continue
-            jobs.append(parse_job(raw, self.ctx.config.file.max_field_length))
-        return jobs
+        return parse_jobs(reply.jobs, self.ctx.config.file.max_field_length, "acquire_jobs reply")
 
     # --- updates ----------------------------------------------------------------------------------------------
     def _send_update(self, data: Dict[str, Any]) -> Optional[Reply]:

@@ -117,15 +117,17 @@ class Copytool:
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="transfer") as pool:
             list(pool.map(work, files))
 
-    def _get_with_retries(self, spec: FileSpec, temp: str, ctx, kind: str) -> Digest:
+    @staticmethod
+    def _retrying(action, spec: FileSpec, ctx, what: str):
+        """Run action(); one more try ([File] transfer_attempts) when the failure may be transient."""
         attempts = max(1, int(ctx.config.file.transfer_attempts))
         for attempt in range(1, attempts + 1):
             try:
-                return self._get(spec, temp, ctx, kind)
+                return action()
             except TransferFailure as exc:
                 if attempt == attempts or exc.code not in TRANSIENT_CODES or ctx.abort.is_set():
                     raise
-                log.warning("stage-in of %s, attempt %d/%d failed (%s): trying again", spec.lfn, attempt, attempts,
+                log.warning("%s of %s, attempt %d/%d failed (%s): trying again", what, spec.lfn, attempt, attempts,
                             exc.diag)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -139,7 +141,7 @@ class Copytool:
         started = time.monotonic()
         try:
             want = next(iter(spec.checksum), kind)
-            digest = self._get_with_retries(spec, temp, ctx, want)
+            digest = self._retrying(lambda: self._get(spec, temp, ctx, want), spec, ctx, "stage-in")
             if spec.filesize and digest.size != spec.filesize:
                 raise TransferFailure(1099, f"size mismatch for {spec.lfn}: got {digest.size} bytes, "
                                             f"catalogue says {spec.filesize}")
@@ -166,19 +168,10 @@ class Copytool:
     def _copy_out_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job) -> None:
         src = os.path.join(workdir, spec.lfn)
         started = time.monotonic()
-        attempts = max(1, int(ctx.config.file.transfer_attempts))
         try:
             if not os.path.isfile(src) or os.path.islink(src):
                 raise TransferFailure(1165, f"output file {spec.lfn} is missing or not a regular file")
-            for attempt in range(1, attempts + 1):
-                try:
-                    spec.surl = self._put(spec, src, ctx, kind)
-                    break
-                except TransferFailure as exc:
-                    if attempt == attempts or exc.code not in TRANSIENT_CODES or ctx.abort.is_set():
-                        raise
-                    log.warning("stage-out of %s, attempt %d/%d failed (%s): trying again", spec.lfn, attempt,
-                                attempts, exc.diag)
+            spec.surl = self._retrying(lambda: self._put(spec, src, ctx, kind), spec, ctx, "stage-out")
             spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
         except TransferFailure as exc:
             self._mark(spec, exc.code, exc.diag)
