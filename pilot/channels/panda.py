@@ -261,7 +261,8 @@ class PandaChannel(Channel):
             reply = self._post("/api/v1/pilot/update_worker_status", json_body=body)
         except _UseLegacy:
             return
-        log.info("worker status %s: %s", status, "ok" if reply and reply.ok else (reply.message if reply else "no answer"))
+        outcome = "ok" if reply and reply.ok else (reply.message if reply else "no answer")
+        log.info("worker status %s: %s", status, outcome)
 
     def worker_node(self) -> None:
         """update_worker_node: the node's hardware, for the server's worker-node map."""

@@ -1,9 +1,9 @@
 """Retrieve: ask the channel for jobs while the pilot may still take one, and hand them to validate.
 
 May another job be taken? Only while no abort is under way, answered job requests are fewer than -v and
-failed ones fewer than -x, enough of the pilot's lifetime is left, and -- after the first job -- the queue's time floor has not
-passed. With a time floor the next job is fetched while the current one runs (one job ahead, `slots`), so its
-stage-in overlaps the current payload.
+failed ones fewer than -x, enough of the pilot's lifetime is left, and -- after the first job -- the queue's
+time floor has not passed. With a time floor the next job is fetched while the current one runs (one job
+ahead, `slots`), so its stage-in overlaps the current payload.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_hpc_ranks_under_srun(slurm, tmp_path):
     ids = [1701, 1702, 1703, 1704]
     for panda_id in ids:
         (ap / str(panda_id)).mkdir()
-        job = job_definition(panda_id, pars=f"-c 'echo $SLURM_PROCID > rank.txt'", outputs=["rank.txt"])
+        job = job_definition(panda_id, pars="-c 'echo $SLURM_PROCID > rank.txt'", outputs=["rank.txt"])
         (ap / str(panda_id) / "HPCJobs.json").write_text(json.dumps({str(panda_id): job}))
     (ap / "worker_pandaids.json").write_text(json.dumps(ids))
     script = batch_script(tmp_path, f"srun -n 4 --overcommit {sys.executable} {PILOT} -q LOCAL -w generic_hpc -z "
