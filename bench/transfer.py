@@ -6,7 +6,7 @@ Cases (issue 4): 200 files x 1 MB and 4 files x 256 MB, stage-out then stage-in,
   pilot, sequential  the same with transfer_width 1 (how Pilot 3 moves files)
   shell loop         `for f in ...; do xrdcp -f $f URL; done` (mv: cp): no verification at all
 Targets: large files within 1.2x of the shell loop; many small files >= 3x faster than sequential.
-Starts the storage servers of tests/servers/storage (root; 127.0.0.1 only) and stops them at the end.
+Starts the storage servers of tests/servers/backends (root; 127.0.0.1 only) and stops them at the end.
 
 usage: bench/transfer.py [--small 200] [--large 4] [--large-mb 256] [--tools xrdcp,mv] [--json F] [--baseline F]
 """
@@ -30,6 +30,7 @@ from pilot.queuedata import from_dict  # noqa: E402
 from pilot.transfer.base import get_copytool  # noqa: E402
 from pilot.transfer.storage import load_storage_data  # noqa: E402
 from pilot.trigger import Trigger  # noqa: E402
+from tests.integration.backends import running_storage_servers  # noqa: E402
 from tests.integration.storage import Storage  # noqa: E402
 
 
@@ -88,30 +89,37 @@ def main():
     parser.add_argument("--json", default="")
     parser.add_argument("--baseline", default="")
     args = parser.parse_args()
-    storage = Storage()
-    storage.up()
     results = {}
     work = tempfile.mkdtemp(prefix="pilot-bench-transfer-")
-    try:
-        ddm = load_storage_data(storage.storage_data(os.path.join(work, "ddm.json")))
-        queue = from_dict({"nickname": "B", "astorages": {"read_lan": ["XRD_ROOT"], "write_lan": ["XRD_ROOT"]}}, "B")
-        for case, count, size in (("small", args.small, 1 << 20), ("large", args.large, args.large_mb << 20)):
-            src = os.path.join(work, case)
-            names = make_files(src, count, size)
-            for tool in args.tools.split(","):
-                ctx = types.SimpleNamespace(queuedata=queue, storage=ddm, abort=Trigger(),
-                                            args=types.SimpleNamespace(capath=storage.cert_dir),
-                                            paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
-                                                                        output_dir=os.path.join(work, "mvstore")))
-                row = {}
-                row["parallel"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.p"), ctx, 4))
-                row["sequential"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.s"), ctx, 1))
-                row["shell"] = sum(shell_run(tool, names, src, os.path.join(work, f"{case}.{tool}.sh"), storage))
-                results[f"{case}/{tool}"] = {k: round(v, 3) for k, v in row.items()}
-                shutil.rmtree(os.path.join(work, "mvstore"), ignore_errors=True)
-    finally:
-        storage.down()
-        shutil.rmtree(work, ignore_errors=True)
+    with running_storage_servers() as servers:
+        storage = Storage(servers)
+        os.environ.update(storage.env())
+        run_cases(args, storage, work, results)
+    shutil.rmtree(work, ignore_errors=True)
+    report(args, results)
+    return 0
+
+
+def run_cases(args, storage, work, results):
+    ddm = load_storage_data(storage.storage_data(os.path.join(work, "ddm.json")))
+    queue = from_dict({"nickname": "B", "astorages": {"read_lan": ["XRD_ROOT"], "write_lan": ["XRD_ROOT"]}}, "B")
+    for case, count, size in (("small", args.small, 1 << 20), ("large", args.large, args.large_mb << 20)):
+        src = os.path.join(work, case)
+        names = make_files(src, count, size)
+        for tool in args.tools.split(","):
+            ctx = types.SimpleNamespace(queuedata=queue, storage=ddm, abort=Trigger(),
+                                        args=types.SimpleNamespace(capath=storage.cert_dir),
+                                        paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
+                                                                    output_dir=os.path.join(work, "mvstore")))
+            row = {}
+            row["parallel"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.p"), ctx, 4))
+            row["sequential"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.s"), ctx, 1))
+            row["shell"] = sum(shell_run(tool, names, src, os.path.join(work, f"{case}.{tool}.sh"), storage))
+            results[f"{case}/{tool}"] = {k: round(v, 3) for k, v in row.items()}
+            shutil.rmtree(os.path.join(work, "mvstore"), ignore_errors=True)
+
+
+def report(args, results):
     print(f"{'case':<14} {'parallel s':>11} {'sequential s':>13} {'shell loop s':>13} {'par/shell':>10} "
           f"{'seq/par':>8}  target")
     for key, row in results.items():
@@ -131,7 +139,6 @@ def main():
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ INSTALL_TIMEOUT = 900   # cold apt install is about 1 min here; the apt lock wai
 UP_TIMEOUT = 180        # up.sh bounds each server to READY_TIMEOUT (20 s) x 3 attempts; a cold start takes ~2 s
 DOWN_TIMEOUT = 30
 CLIENT_TIMEOUT = 60
-LEGACY_STORAGE_AVOIDING_PORTS = {"XRD_PORT": 21194, "XRD_HTTP_PORT": 21195, "DAV_PORT": 21280, "DAVS_PORT": 21543}
 
 # put_file / url / path server names -> (servers.json key of the base URL, data dir key, owner key)
 SERVERS = {
@@ -387,12 +386,7 @@ def storage_servers_fixture(name: str = "storage_servers", base: Optional[str] =
 
     @pytest.fixture(scope="session", name=name)
     def _storage_servers(request):
-        ports = None
-        if any("storage" in getattr(item, "fixturenames", ()) for item in request.session.items):
-            # tests/integration/storage.py's session fixture 'storage' starts its own servers on the recipe's
-            # ports with no fallback: when both run in one session, leave those ports to it
-            ports = LEGACY_STORAGE_AVOIDING_PORTS
-        with running_storage_servers(base, ports) as servers:
+        with running_storage_servers(base) as servers:
             yield servers
 
     return _storage_servers

@@ -45,13 +45,11 @@ def panda(panda_server):
 
 
 @pytest.fixture(scope="session")
-def storage():
+def storage(storage_servers):
+    """The backends' servers seen as deterministic RSEs (tests/integration/storage.py)."""
     from tests.integration.storage import Storage
 
-    servers = Storage()
-    servers.up()
-    yield servers
-    servers.down()
+    return Storage(storage_servers)
 
 
 # Real storage backends (XRootD root:// + http(s)/davs, nginx WebDAV http/https, test PKI and proxies):

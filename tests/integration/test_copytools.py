@@ -98,7 +98,7 @@ def test_xrdcp_refuses_urls_it_cannot_handle(storage, tmp_path):
     spec = FileSpec(lfn="w.dat", role="output", scope="mc")
     get_copytool("xrdcp").copy_out([spec], str(tmp_path), ctx)
     assert spec.status_code == 1313 and "davs" in spec.diag
-    assert not os.path.exists("davs:")
+    assert not os.path.exists("davs:") and not os.path.exists(os.path.join(str(tmp_path), "davs:"))
 
 
 def test_gfal_stage_out_to_storage_without_checksums(storage, tmp_path, caplog):
@@ -133,7 +133,7 @@ def test_job_from_xrootd_to_webdav_through_pilot(storage, tmp_path, jobdir):
     final = run.final(1201)
     assert final["state"] == "finished", run.stderr[-3000:]
     info = json.loads(final["xml"])
-    assert info["summary.txt"]["surl"].startswith("davs://localhost:21443/rucio/user/pilot/")
+    assert info["summary.txt"]["surl"].startswith(storage.davs + "/rucio/user/pilot/")
     assert info["summary.txt"]["endpoint"] == "NGINX_DAVS"
     stored = open(storage.stored("NGINX_DAVS", "user.pilot", "summary.txt")).read()
     assert stored.split()[0] == "5000"
