@@ -50,11 +50,12 @@ def make_files(folder, count, size):
 
 def pilot_run(tool, names, src, dest_dir, ctx, width):
     ctx.config = load_config(env={"PILOT_CFG_FILE_TRANSFER_WIDTH": str(width)})
-    outputs = [FileSpec(lfn=n, role="output", scope="bench") for n in names]
+    scope = f"bench.w{width}"  # each mode writes new files: XRootD's cached checksums do not follow overwrites
+    outputs = [FileSpec(lfn=n, role="output", scope=scope) for n in names]
     started = time.monotonic()
     get_copytool(tool).copy_out(outputs, src, ctx)
     middle = time.monotonic()
-    inputs = [FileSpec(lfn=o.lfn, role="input", scope="bench", filesize=o.filesize, checksum=dict(o.checksum),
+    inputs = [FileSpec(lfn=o.lfn, role="input", scope=scope, filesize=o.filesize, checksum=dict(o.checksum),
                        ddmendpoint="XRD_ROOT") for o in outputs]
     os.makedirs(dest_dir, exist_ok=True)
     get_copytool(tool).copy_in(inputs, dest_dir, ctx)
