@@ -76,3 +76,35 @@ def test_unreachable_server_ends_the_pilot_with_79(panda, tmp_path):
         run = run_pilot(panda, proxy, tmp_path, "-x", "3")
     assert run.returncode == 79 and len(proxy.calls("pilot/acquire_jobs")) == 3
     assert time.time() - started < 30
+
+
+def test_pilot_sigkilled_while_retrying_final_update_is_replayed_by_next_pilot(panda, tmp_path):
+    """SIGKILL cannot be caught: what saves the final state is that it was on disk before the first send."""
+    import signal as _signal
+
+    panda_id = panda.submit_job(outputs=["o.dat"], job_pars="-c 'sleep 2; echo x > o.dat'")
+    queue = tmp_path / "queue.json"
+    queue.write_text(json.dumps({"nickname": panda.queue, "panda_resource": panda.queue, "state": "ACTIVE",
+                                 "copytools": {"mv": {}}, "acopytools": {"default": ["mv"]}}))
+    env = dict(os.environ, **panda.pilot_env(tmp_path), PILOT_CFG_PILOT_UPDATE_RETRY_INITIAL="0.5")
+    cmd = [sys.executable, PILOT, "-q", panda.queue, "--url", panda.url, "--queuedata-url", str(queue), "-j",
+           "managed"]  # no -a: the pilot works in its launch dir, as a batch job's pilot does
+    first = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    panda.wait_for(panda_id, {"running"}, timeout=60)
+    panda.stop_http()
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not glob.glob(str(tmp_path / "spool" / "*.final.update.json")):
+            time.sleep(0.1)
+        assert glob.glob(str(tmp_path / "spool" / "*.final.update.json")), "final update not spooled"
+        first.send_signal(_signal.SIGKILL)
+        first.communicate(timeout=30)
+    finally:
+        panda.start_http()
+    second = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "replayed 1 spooled final update" in second.stderr
+    assert not glob.glob(str(tmp_path / "spool" / "*.update.json"))
+    assert panda.job_status(panda_id) == "holding"
+    assert panda.archive(panda_id) == "finished"

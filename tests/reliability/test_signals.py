@@ -121,7 +121,7 @@ def test_payload_killed_by_sigkill_from_outside(tmp_path):
     assert final["state"] == "failed" and final["pilotErrorCode"] == 1305 and final["transExitCode"] == 137
 
 
-def test_pilot_sigkilled_mid_job_then_replayed_by_next_pilot(tmp_path):
+def test_a_killed_pilots_final_update_stays_on_disk(tmp_path):
     """A pilot killed with SIGKILL cannot report; the next pilot in the same dir delivers what it spooled."""
     from pilot.channels.spool import Spool, pending_in
 
