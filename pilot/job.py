@@ -283,6 +283,14 @@ def job_id_of(raw: Any) -> str:
     return text
 
 
+def split_definitions(document: Any) -> List[Any]:
+    """The job definitions in a JSON document: one definition, or Harvester's {"<PandaID>": {definition}}."""
+    if isinstance(document, dict) and "PandaID" not in document and document and all(
+            isinstance(value, dict) for value in document.values()):
+        return [dict(value, PandaID=value.get("PandaID", key)) for key, value in document.items()]
+    return [document]
+
+
 def parse_jobs(raws, max_field: int, source: str) -> List[Job]:
     """Jobs from definitions; one without a usable PandaID cannot even be reported, so it is logged and skipped."""
     jobs = []

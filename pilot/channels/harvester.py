@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl
 
 from ..errors import PilotError
-from ..job import Job, parse_jobs
+from ..job import Job, parse_jobs, split_definitions
 from .base import Channel, Reply
 from .local import write_json_atomic
 
@@ -50,11 +50,7 @@ def parse_job_file(text: str) -> List[Dict[str, Any]]:
     """Job definitions from a Harvester job file: JSON {id: {...}} (or one definition), or URL-encoded."""
     stripped = text.strip()
     if stripped.startswith("{"):
-        document = json.loads(stripped)
-        if isinstance(document, dict) and "PandaID" not in document and document and all(
-                isinstance(value, dict) for value in document.values()):
-            return [dict(value, PandaID=value.get("PandaID", key)) for key, value in document.items()]
-        return [document]
+        return split_definitions(json.loads(stripped))
     return [dict(parse_qsl(stripped, keep_blank_values=True))]
 
 

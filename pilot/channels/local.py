@@ -14,10 +14,10 @@ import json
 import logging
 import os
 from collections import deque
-from typing import Any, Deque, Dict, List
+from typing import Any, Deque, Dict, List, Tuple
 
 from ..errors import PilotError
-from ..job import Job, job_id_of, parse_job
+from ..job import Job, parse_job, parse_jobs, split_definitions
 from ..transfer.checksum import file_checksum
 from .base import Channel, Reply
 
@@ -77,26 +77,22 @@ class LocalChannel(Channel):
         self.report_root = os.path.join(ctx.paths.main, "reports")
         self.max_field = ctx.config.file.max_field_length
         self._served = 0
-        self._pending: Deque[Dict[str, Any]] = deque()
+        self._pending: Deque[Tuple[str, Any]] = deque()
 
     # --- jobs ------------------------------------------------------------------------------------------------
     def fetch(self, max_jobs: int = 1) -> List[Job]:
         jobs: List[Job] = []
         while len(jobs) < max_jobs:
-            raw = self._next_definition()
-            if raw is None:
-                break
-            jobs.append(parse_job(raw, self.max_field))
-            self._served += 1
+            if not self.job_dir:
+                self._served += 1
+                jobs.append(parse_job(fake_job_definition(self._served, self.ctx.paths.input_dir), self.max_field))
+                continue
+            while not self._pending:
+                if not self._claim_next_file():
+                    return jobs
+            source, raw = self._pending.popleft()
+            jobs += parse_jobs([raw], self.max_field, f"job file {source}")  # id-less ones are skipped
         return jobs
-
-    def _next_definition(self):
-        if not self.job_dir:
-            return fake_job_definition(self._served + 1, self.ctx.paths.input_dir)
-        while not self._pending:
-            if not self._claim_next_file():
-                return None
-        return self._pending.popleft()
 
     def _claim_next_file(self) -> bool:
         try:
@@ -114,27 +110,14 @@ class LocalChannel(Channel):
             return True
         return False
 
-    def _read_jobs(self, path: str) -> List[Dict[str, Any]]:
+    def _read_jobs(self, path: str) -> List[Tuple[str, Any]]:
         try:
             with open(path, "rb") as handle:
                 document = json.loads(handle.read().decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             log.error("job file %s is not readable UTF-8 JSON (%s); skipped", path, exc)
             return []
-        if isinstance(document, dict) and "PandaID" not in document and document and all(
-                isinstance(value, dict) for value in document.values()):
-            definitions = [dict(value, PandaID=value.get("PandaID", key)) for key, value in document.items()]
-        else:
-            definitions = [document]
-        usable = []
-        for definition in definitions:
-            try:
-                job_id_of(definition)
-            except PilotError as exc:
-                log.error("job file %s: %s; skipped", path, exc.diag)
-                continue
-            usable.append(definition)
-        return usable
+        return [(path, definition) for definition in split_definitions(document)]
 
     # --- reports ---------------------------------------------------------------------------------------------
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:

@@ -93,3 +93,17 @@ def write_input(storage, name, data):
     with open(path, "wb") as handle:
         handle.write(data)
     return (len(data), adler32_of(path))
+
+
+def alive_pids(pids):
+    """The pids of `pids` still running (zombies count as gone)."""
+    import psutil
+
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive

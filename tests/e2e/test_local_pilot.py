@@ -7,9 +7,9 @@ import subprocess
 import tarfile
 import time
 
-import psutil
 
-from tests.e2e.pilotrun import (PilotRun, adler32_of, job_definition, pilot_cmd, run_pilot, write_input, write_job)
+from tests.e2e.pilotrun import (PilotRun, adler32_of, alive_pids, job_definition, pilot_cmd, run_pilot, write_input,
+                                write_job)
 
 
 def test_builtin_job_end_to_end(tmp_path):
@@ -86,17 +86,6 @@ def test_corrupted_input_is_detected(tmp_path, jobdir, storage):
     assert final["pilotErrorCode"] == 1171 and "deadbeef" in final["pilotErrorDiag"]
 
 
-def _pids_alive(pids):
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            continue
-    return alive
-
-
 def test_sigterm_during_payload(tmp_path, jobdir):
     marker = tmp_path / "pids"
     # the payload starts a child and a daemon in its own session (setsid), then waits
@@ -114,7 +103,7 @@ def test_sigterm_during_payload(tmp_path, jobdir):
     while time.time() < deadline and (not marker.exists() or len(marker.read_text().split()) < 3):
         time.sleep(0.05)
     pids = [int(p) for p in marker.read_text().split()]
-    assert len(pids) == 3 and len(_pids_alive(pids)) == 3
+    assert len(pids) == 3 and len(alive_pids(pids)) == 3
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -125,7 +114,7 @@ def test_sigterm_during_payload(tmp_path, jobdir):
     assert final["state"] == "failed" and final["pilotErrorCode"] == 1201
     assert "SIGTERM" in final["pilotErrorDiag"]
     assert "104.job.log.tgz" in json.loads(final["xml"])
-    assert _pids_alive(pids) == [], "payload processes survived the pilot"
+    assert alive_pids(pids) == [], "payload processes survived the pilot"
     assert elapsed < 30
 
 

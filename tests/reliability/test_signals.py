@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.e2e.pilotrun import PILOT, PilotRun, job_definition, write_job
+from tests.e2e.pilotrun import PILOT, PilotRun, alive_pids, job_definition, write_job
 
 SIGNALS = [(signal.SIGTERM, 1201), (signal.SIGINT, 1208), (signal.SIGUSR1, 1207), (signal.SIGXCPU, 1204),
            (signal.SIGQUIT, 1202), (signal.SIGHUP, 1200)]
@@ -33,17 +33,6 @@ def descendants(pid):
         return [p.pid for p in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
-
-
-def alive(pids):
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            continue
-    return out
 
 
 def stage_setup(stage, tmp_path, jobdir):
@@ -91,7 +80,7 @@ def test_signal_during_stage(tmp_path, stage, signum, code):
     run = PilotRun(str(tmp_path), proc, out, err)
     assert run.returncode == 128 + signum, err[-3000:]
     assert took < 20, f"took {took:.1f} s"
-    assert alive(tree) == [], "processes of the pilot survived it"
+    assert alive_pids(tree) == [], "processes of the pilot survived it"
     assert "Traceback" not in err
     if panda_id is None:
         return
