@@ -17,7 +17,7 @@ import time
 import psutil
 import pytest
 
-from tests.e2e.pilotrun import REPO, PilotRun, job_definition, write_job
+from tests.e2e.pilotrun import REPO, PilotRun, alive_pids, job_definition, write_job
 
 WRAPPER = os.path.join(REPO, "wrapper", "runpilot.sh")
 ENV = dict(os.environ, PILOT_PYTHON=sys.executable)
@@ -126,13 +126,7 @@ def wait_for_child(proc, name, timeout=20):
 def nothing_left(pids, timeout=5):
     deadline = time.time() + timeout
     while True:
-        alive = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
+        alive = alive_pids(pids)
         if not alive or time.time() > deadline:
             return not alive
         time.sleep(0.05)
