@@ -102,7 +102,13 @@ def test_payload_killed_by_sigkill_from_outside(tmp_path):
                              f"local:{jobdir}"], cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     wait_for_line(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "pilotlog.txt"), "payload started", proc)
-    sleepers = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "sleep"]
+    # "payload started" is logged once the shell is forked; its sleep child may take a moment to exist
+    deadline = time.time() + 30
+    sleepers = []
+    while not sleepers and time.time() < deadline and proc.poll() is None:
+        sleepers = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "sleep"]
+        time.sleep(0.02)
+    assert sleepers, "the payload's sleep never appeared"
     sleepers[0].kill()  # e.g. the OOM killer or an admin
     out, err = proc.communicate(timeout=60)
     final = PilotRun(str(tmp_path), proc, out, err).final(1310)
