@@ -26,6 +26,7 @@ REGISTRY: Dict[str, str] = {
     "xrdcp": "pilot.transfer.xrdcp:XrdcpCopytool",
     "gfal": "pilot.transfer.gfal:GfalCopytool",
     "gfalcopy": "pilot.transfer.gfal:GfalCopytool",
+    "rucio": "pilot.transfer.rucio:RucioCopytool",
 }
 
 # Activity keys Pilot 3 and CRIC use in acopytools/astorages. Anything else is a configuration error.

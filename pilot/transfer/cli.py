@@ -60,12 +60,12 @@ def error_code(text: str, direction: str) -> int:
 
 
 def run_tool(argv: List[str], ctx, timeout: float, direction: str, what: str, env: Optional[Dict[str, str]] = None,
-             job=None) -> str:
+             job=None, cwd: Optional[str] = None) -> str:
     """Run `argv`; return its output. TransferFailure with the mapped code when it fails, hangs or is aborted."""
     started = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=dict(os.environ, **(env or {})), start_new_session=True)
+                                env=dict(os.environ, **(env or {})), start_new_session=True, cwd=cwd)
     except OSError as exc:
         raise TransferFailure(1099 if direction == "in" else 1137, f"{what}: cannot run {argv[0]}: {exc}") from None
 
