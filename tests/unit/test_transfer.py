@@ -133,7 +133,7 @@ def test_no_matching_activity_is_1133(acopytools):
     assert caught.value.code == 1133 and "read_lan" in caught.value.diag
 
 
-@pytest.mark.parametrize("name", ["teleport", "MV", "", "rucio", "../mv"])
+@pytest.mark.parametrize("name", ["teleport", "MV", "", "../mv"])
 def test_unknown_copytool_is_1323(name):
     with pytest.raises(PilotError) as caught:
         get_copytool(name)
