@@ -144,3 +144,29 @@ def jobdir(tmp_path):
     path = tmp_path / "jobs"
     path.mkdir()
     return path
+
+
+def test_xrdcp_batched_stage_in_keeps_per_file_verdicts(storage, tmp_path, caplog):
+    """Many inputs go through one xrdcp; a missing file and a bad replica still get their own codes."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    ctx = make_ctx(storage, tmp_path, "XRD_ROOT")
+    blobs = {f"batch.{i}.dat": os.urandom(30_000 + i) for i in range(5)}
+    inputs = []
+    for name, data in blobs.items():
+        storage.place("XRD_ROOT", "mc", name, data)
+        inputs.append(FileSpec(lfn=name, role="input", scope="mc", filesize=len(data),
+                               checksum={"adler32": adler(data)}, ddmendpoint="XRD_ROOT"))
+    inputs[1].checksum = {"adler32": "0badc0de"}
+    inputs.append(FileSpec(lfn="batch.missing.dat", role="input", scope="mc", ddmendpoint="XRD_ROOT"))
+    get_copytool("xrdcp").copy_in(inputs, str(tmp_path), ctx)
+    assert "batched stage-in: 5 of 6 files" in caplog.text
+    assert "batch.1.dat did not verify" in caplog.text  # the batch's copy was checked, then fetched alone
+    verdicts = {spec.lfn: spec.status_code for spec in inputs}
+    assert verdicts == {"batch.0.dat": 0, "batch.1.dat": 1171, "batch.2.dat": 0, "batch.3.dat": 0, "batch.4.dat": 0,
+                        "batch.missing.dat": 1331}
+    for spec in inputs:
+        if spec.status_code == 0:
+            assert (tmp_path / spec.lfn).read_bytes() == blobs[spec.lfn] and spec.turl.startswith(storage.root)
+    assert not (tmp_path / ".stagein-batch").exists() and not (tmp_path / "batch.1.dat").exists()
