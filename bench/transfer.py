@@ -87,9 +87,16 @@ def main():
     parser.add_argument("--large", type=int, default=4)
     parser.add_argument("--large-mb", type=int, default=256)
     parser.add_argument("--tools", default="xrdcp,mv")
+    parser.add_argument("--no-bindings", action="store_true",
+                        help="hide the XRootD Python bindings: batches go through one xrdcp --parallel (stage-in only)")
     parser.add_argument("--json", default="")
     parser.add_argument("--baseline", default="")
     args = parser.parse_args()
+    from pilot.transfer import xrootd_batch
+
+    if args.no_bindings:
+        xrootd_batch.available = lambda: False
+    print(f"xrdcp batches: {'XRootD bindings (in-process)' if xrootd_batch.available() else 'xrdcp CLI (stage-in)'}")
     results = {}
     work = tempfile.mkdtemp(prefix="pilot-bench-transfer-")
     with running_storage_servers() as servers:
@@ -113,9 +120,14 @@ def run_cases(args, storage, work, results):
                                         paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
                                                                     output_dir=os.path.join(work, "mvstore")))
             row = {}
-            row["parallel"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.p"), ctx, 4))
-            row["sequential"] = sum(pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.s"), ctx, 1))
-            row["shell"] = sum(shell_run(tool, names, src, os.path.join(work, f"{case}.{tool}.sh"), storage))
+            for mode, run in (("parallel", lambda: pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.p"),
+                                                             ctx, 4)),
+                              ("sequential", lambda: pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.s"),
+                                                               ctx, 1)),
+                              ("shell", lambda: shell_run(tool, names, src, os.path.join(work, f"{case}.{tool}.sh"),
+                                                          storage))):
+                out, back = run()
+                row[mode], row[mode + "_out"], row[mode + "_in"] = out + back, out, back
             results[f"{case}/{tool}"] = {k: round(v, 3) for k, v in row.items()}
             shutil.rmtree(os.path.join(work, "mvstore"), ignore_errors=True)
 
@@ -132,6 +144,8 @@ def report(args, results):
             verdict = f"seq/par >= 3: {'PASS' if seq_par >= 3 else 'FAIL'}"
         print(f"{key:<14} {row['parallel']:>11.2f} {row['sequential']:>13.2f} {row['shell']:>13.2f} "
               f"{par_shell:>10.2f} {seq_par:>8.2f}  {verdict}")
+        print(f"{'':<14} out/in: {row['parallel_out']:.2f}/{row['parallel_in']:.2f}  "
+              f"{row['sequential_out']:.2f}/{row['sequential_in']:.2f}  {row['shell_out']:.2f}/{row['shell_in']:.2f}")
     if args.baseline:
         base = json.load(open(args.baseline))
         for key, row in results.items():

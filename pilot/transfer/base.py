@@ -120,8 +120,16 @@ class Copytool:
 
                 shutil.rmtree(staging, ignore_errors=True)
 
+    def _store_batch(self, files: List[FileSpec], workdir: str, ctx, kind: str, job) -> Dict[str, str]:
+        """Optional: store many outputs at once, each verified on the storage against its local checksum;
+        {lfn: surl} of those stored (with spec.filesize/checksum/turl set). The rest go one by one."""
+        return {}
+
     def copy_out(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
-        self._each(files, lambda spec: self._copy_out_one(spec, workdir, ctx, kind, job), ctx)
+        stored: Dict[str, str] = {}
+        if len(files) > 1 and int(ctx.config.file.transfer_width) > 1:
+            stored = self._store_batch(files, workdir, ctx, kind, job)
+        self._each(files, lambda spec: self._copy_out_one(spec, workdir, ctx, kind, job, stored.get(spec.lfn)), ctx)
 
     @staticmethod
     def _each(files: List[FileSpec], work, ctx) -> None:
@@ -198,13 +206,13 @@ class Copytool:
                 os.unlink(temp)
         self._log(spec, "in")
 
-    def _copy_out_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job) -> None:
+    def _copy_out_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job, stored: Optional[str] = None) -> None:
         src = os.path.join(workdir, spec.lfn)
         started = time.monotonic()
         try:
             if not os.path.isfile(src) or os.path.islink(src):
                 raise TransferFailure(1165, f"output file {spec.lfn} is missing or not a regular file")
-            spec.surl = self._retrying(lambda: self._put(spec, src, ctx, kind), spec, ctx, "stage-out")
+            spec.surl = stored or self._retrying(lambda: self._put(spec, src, ctx, kind), spec, ctx, "stage-out")
             spec.status, spec.status_code, spec.copytool = "transferred", 0, self.name
         except TransferFailure as exc:
             self._mark(spec, exc.code, exc.diag)

@@ -146,10 +146,17 @@ def jobdir(tmp_path):
     return path
 
 
-def test_xrdcp_batched_stage_in_keeps_per_file_verdicts(storage, tmp_path, caplog):
-    """Many inputs go through one xrdcp; a missing file and a bad replica still get their own codes."""
+@pytest.mark.parametrize("bindings", [True, False], ids=["xrootd-bindings", "xrdcp-cli"])
+def test_xrdcp_batched_stage_in_keeps_per_file_verdicts(storage, tmp_path, caplog, monkeypatch, bindings):
+    """Many inputs in one batch (XRootD bindings in-process, else one xrdcp --parallel); a missing file and a bad
+    replica still get their own codes."""
     import logging
 
+    from pilot.transfer import xrootd_batch
+
+    assert xrootd_batch.available(), "install-deps links Debian's python3-xrootd into the venv"
+    if not bindings:
+        monkeypatch.setattr(xrootd_batch, "available", lambda: False)
     caplog.set_level(logging.INFO)
     ctx = make_ctx(storage, tmp_path, "XRD_ROOT")
     blobs = {f"batch.{i}.dat": os.urandom(30_000 + i) for i in range(5)}
@@ -170,3 +177,38 @@ def test_xrdcp_batched_stage_in_keeps_per_file_verdicts(storage, tmp_path, caplo
         if spec.status_code == 0:
             assert (tmp_path / spec.lfn).read_bytes() == blobs[spec.lfn] and spec.turl.startswith(storage.root)
     assert not (tmp_path / ".stagein-batch").exists() and not (tmp_path / "batch.1.dat").exists()
+
+
+def test_xrdcp_batched_stage_out_verified_by_the_server(storage, tmp_path, caplog, monkeypatch):
+    """Outputs go out in one CopyProcess, each checked by XRootD against its local adler32: a copy whose
+    checksum the server does not confirm is never reported stored (here: a lying local checksum -> 1172)."""
+    import logging
+
+    from pilot.transfer import xrdcp
+
+    real = xrdcp.local_digest
+
+    def lying(path, kind):
+        digest = real(path, kind)
+        if path.endswith("out.2.dat"):
+            return types.SimpleNamespace(size=digest.size, kind=digest.kind, hexdigest=lambda: "0badc0de")
+        return digest
+
+    monkeypatch.setattr(xrdcp, "local_digest", lying)
+    caplog.set_level(logging.INFO)
+    ctx = make_ctx(storage, tmp_path, "XRD_ROOT")
+    blobs = {f"out.{i}.dat": os.urandom(20_000 + i) for i in range(5)}
+    for name, data in blobs.items():
+        (tmp_path / name).write_bytes(data)
+    outputs = [FileSpec(lfn=name, role="output", scope="user.batch") for name in blobs]
+    outputs.append(FileSpec(lfn="out.never-written.dat", role="output", scope="user.batch"))
+    get_copytool("xrdcp").copy_out(outputs, str(tmp_path), ctx)
+    assert "batched stage-out: 4 of 5 files" in caplog.text
+    verdicts = {spec.lfn: spec.status_code for spec in outputs}
+    assert verdicts == {"out.0.dat": 0, "out.1.dat": 0, "out.2.dat": 1172, "out.3.dat": 0, "out.4.dat": 0,
+                        "out.never-written.dat": 1165}
+    for spec in outputs:
+        if spec.status_code == 0:
+            assert spec.checksum == {"adler32": adler(blobs[spec.lfn])} and spec.surl.startswith(storage.root)
+            assert open(storage.stored("XRD_ROOT", "user.batch", spec.lfn), "rb").read() == blobs[spec.lfn]
+    assert not os.path.exists(storage.stored("XRD_ROOT", "user.batch", "out.2.dat"))  # the bad copy was removed
