@@ -290,7 +290,11 @@ class PicasChannel(Channel):
                 token["Results_location"] = info["results"]
         else:
             lrt = grid_lrt_code(code, diag)
-            token.update(lock=-1, done=-1, status="error", output=lrt, grid_lrt_code=lrt)
+            # a payload that ran and failed: its own exit code, as GRID_LRT launchers exit with their §5.5 codes;
+            # a failure the pilot found (sandbox, inputs, set-up): the GRID_LRT code of the PanDA code
+            failed_run = isinstance(exit_code, int) and not isinstance(exit_code, bool) and exit_code != 0
+            token.update(lock=-1, done=-1, status="error", output=exit_code if failed_run else lrt,
+                         grid_lrt_code=lrt)
             errors = token.get("error") if isinstance(token.get("error"), list) else []
             errors.append({"time": now, "message": diag, "exception": ERRORS.get(code, ("UNKNOWN", ""))[0],
                            "pilot_error_code": code, "grid_lrt_code": lrt, "exit_code": exit_code,
