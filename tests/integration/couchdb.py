@@ -65,11 +65,15 @@ def free_port() -> int:
 # The views as GRID_LRT's TokenHandler.add_status_views / picas' create_views write them.
 def status_views(token_type: str = "token") -> Dict[str, Dict[str, str]]:
     cond = f'doc.type == "{token_type}"'
+
+    def emit_if(test: str) -> Dict[str, str]:
+        return {"map": f"function(doc) {{ if({cond} && {test}) {{ emit(doc._id, doc._id); }} }}"}
+
     return {
-        "todo": {"map": f"function(doc) {{ if({cond} && doc.lock == 0 && doc.done == 0) {{ emit(doc._id, doc._id); }} }}"},
-        "locked": {"map": f"function(doc) {{ if({cond} && doc.lock > 0 && doc.done == 0) {{ emit(doc._id, doc._id); }} }}"},
-        "done": {"map": f"function(doc) {{ if({cond} && doc.status == 'done') {{ emit(doc._id, doc._id); }} }}"},
-        "error": {"map": f"function(doc) {{ if({cond} && doc.status == 'error') {{ emit(doc._id, doc._id); }} }}"},
+        "todo": emit_if("doc.lock == 0 && doc.done == 0"),
+        "locked": emit_if("doc.lock > 0 && doc.done == 0"),
+        "done": emit_if("doc.status == 'done'"),
+        "error": emit_if("doc.status == 'error'"),
         "overview_total": {
             "map": f"function(doc) {{ if({cond}) {{ if(doc.lock == 0 && doc.done == 0) emit('todo', 1); "
                    "else if(doc.lock > 0 && doc.done == 0) emit('locked', 1); else if(doc.status == 'done') "

@@ -1,6 +1,5 @@
 """PiCaS tokens -> jobs (no server): fields, inputs from the token and srm.txt, ids, GRID_LRT codes, credentials."""
 
-import types
 
 import pytest
 
