@@ -20,7 +20,7 @@ import hashlib
 import shlex
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import PilotError
+from ..errors import CODES, PilotError
 from ..job import Job, parse_job
 from ..transfer.surl import SurlError, check_consistent, clean, rewrite
 
@@ -29,12 +29,15 @@ STATE_FIELDS = ("lock", "done", "hostname", "scrub_count", "output", "status", "
                 "progress", "exit_code", "pilot_error_code", "pilot_error_diag", "grid_lrt_code", "start_time",
                 "end_time", "pilot_final")
 
-# PanDA pilot code -> GRID_LRT worker-node code (seed-checklist §5.5); anything unlisted is 99 (generic failure)
-GRID_LRT_CODES: Dict[int, int] = {
-    1246: -2, 1191: -2, 1364: 1, 1110: 12, 1103: 3, 1199: 4, 1186: 10, 1211: 11,
-    1331: 20, 1100: 20, 1099: 21, 1151: 21, 1171: 96, 1145: 96,
-    1165: 30, 1137: 31, 1152: 31, 1181: 31, 1333: 32, 1221: 33, 1212: 97, 1223: 98,
+# PanDA pilot code (by name) -> GRID_LRT worker-node code (seed-checklist §5.5); anything unlisted is 99
+_GRID_LRT_BY_NAME = {
+    "NOUSERTARBALL": -2, "ZEROFILESIZE": -2, "MISSINGCREDENTIALS": 1, "SETUPFAILURE": 12, "NOSUCHFILE": 3,
+    "MKDIR": 4, "NOSOFTWAREDIR": 10, "MISSINGINSTALLATION": 11, "MISSINGINPUTFILE": 20, "REPLICANOTFOUND": 20,
+    "STAGEINFAILED": 21, "STAGEINTIMEOUT": 21, "GETADMISMATCH": 96, "GETMD5MISMATCH": 96, "MISSINGOUTPUTFILE": 30,
+    "STAGEOUTFAILED": 31, "STAGEOUTTIMEOUT": 31, "PUTGLOBUSSYSERR": 31, "NOREMOTESPACE": 32, "FILEEXISTS": 33,
+    "PAYLOADOUTOFMEMORY": 97, "BADALLOC": 98,
 }
+GRID_LRT_CODES: Dict[int, int] = {CODES[name]: value for name, value in _GRID_LRT_BY_NAME.items()}
 
 
 def grid_lrt_code(code: int, diag: str = "") -> int:
@@ -42,7 +45,7 @@ def grid_lrt_code(code: int, diag: str = "") -> int:
     table (§5.5), 99 for any other failure, 0 for success."""
     if code == 0:
         return 0
-    if code == 1099 and "NEARLINE" in diag:
+    if code == CODES["STAGEINFAILED"] and "NEARLINE" in diag:
         return 22
     if "GRID_LRT code 1)" in diag:
         return 1
