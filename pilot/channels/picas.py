@@ -25,20 +25,18 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ERRORS, PilotError
 from ..job import Job
 from ..transfer.surl import mask
 from .base import Channel, Reply
-from .picas_couch import Conflict, Couch, CouchError, Unavailable, split_target
+from .picas_couch import Conflict, Couch, CouchError, Unavailable, read_credentials
 from .picas_token import grid_lrt_code, token_job, views
 from .spool import Spool, deliver, pending_in
 
 log = logging.getLogger(__name__)
 
-USER_VARS = ("PICAS_USER", "PICAS_USR")
-PASSWORD_VARS = ("PICAS_PASSWORD", "PICAS_USR_PWD")
 HEARTBEAT_STATUS = {"starting": "downloading", "running": "running"}
 
 
@@ -47,40 +45,6 @@ class Claim:
     token_id: str
     claim_id: str
     lock: int
-
-
-def read_credentials(target: str, credentials_file: str) -> Tuple[str, str, Tuple[str, str]]:
-    """(server, db, (user, password)) from the target URL, PICAS_USER/PICAS_PASSWORD (or GRID_LRT's
-    PICAS_USR/PICAS_USR_PWD), or [PiCaS] credentials_file (user=... / password=... lines), in that order."""
-    try:
-        server, db = split_target(target)
-    except ValueError as exc:
-        raise PilotError(1008, str(exc)) from None
-    scheme, rest = server.split("://", 1)
-    if "@" in rest:
-        userinfo, host = rest.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        return f"{scheme}://{host}", db, (user, password)
-    user = next((os.environ[name] for name in USER_VARS if os.environ.get(name)), "")
-    password = next((os.environ[name] for name in PASSWORD_VARS if os.environ.get(name)), "")
-    if not (user and password) and credentials_file:
-        values: Dict[str, str] = {}
-        try:
-            with open(os.path.expandvars(os.path.expanduser(credentials_file)), encoding="utf-8") as handle:
-                for line in handle:
-                    key, sep, value = line.strip().partition("=")
-                    if sep:
-                        values[key.strip().lower()] = value.strip()
-        except OSError as exc:
-            raise PilotError(1364, f"PiCaS credentials file {credentials_file} cannot be read: "
-                                   f"{exc.strerror or exc}") from None
-        user = user or values.get("user") or values.get("username", "")
-        password = password or values.get("password", "")
-    if not (user and password):
-        raise PilotError(1364, "PiCaS credentials missing: set PICAS_USER and PICAS_PASSWORD (or PICAS_USR and "
-                               "PICAS_USR_PWD), or point [PiCaS] credentials_file at a file with user= and "
-                               "password= lines")
-    return server, db, (user, password)
 
 
 class PicasChannel(Channel):
@@ -186,13 +150,18 @@ class PicasChannel(Channel):
                 fresh.get("done") != 0:
             log.warning("PiCaS: token %s changed right after our claim: left to its new owner", token_id)
             return None
-        attachment = None
+        attachment, problem = None, ""
         name = self.cfg.input_attachment
         if name and name in (fresh.get("_attachments") or {}):
-            data = self.couch.get_attachment(token_id, name)
-            attachment = data.decode("utf-8", "replace") if data else None
+            try:
+                data = self.couch.get_attachment(token_id, name)
+                attachment = data.decode("utf-8", "replace") if data else None
+            except CouchError as exc:  # the token is ours now: fail it with a code rather than leave it locked
+                problem = f"cannot read the {name} attachment of token {token_id}: {exc.message}"
         job, urls = token_job(fresh, self.db, self.cfg, attachment, self.ctx.config.file.max_field_length,
                               mask(self.couch.base))
+        if problem:
+            job.fail(1099, problem)
         self.claims[job.jobid] = claim
         log.info("PiCaS: claimed token %s as job %s (%d input(s), sandbox %s)", token_id, job.jobid, len(urls),
                  mask(job.sandbox) or "none")

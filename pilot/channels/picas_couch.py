@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
+from ..errors import PilotError
 from ..transfer.surl import mask
 
 log = logging.getLogger(__name__)
+
+USER_VARS = ("PICAS_USER", "PICAS_USR")
+PASSWORD_VARS = ("PICAS_PASSWORD", "PICAS_USR_PWD")
 
 
 class CouchError(Exception):
@@ -150,3 +155,37 @@ class Couch:
 
     def close(self) -> None:
         self.session.close()
+
+
+def read_credentials(target: str, credentials_file: str) -> Tuple[str, str, Tuple[str, str]]:
+    """(server, db, (user, password)) from the target URL, PICAS_USER/PICAS_PASSWORD (or GRID_LRT's
+    PICAS_USR/PICAS_USR_PWD), or [PiCaS] credentials_file (user=... / password=... lines), in that order."""
+    try:
+        server, db = split_target(target)
+    except ValueError as exc:
+        raise PilotError(1008, str(exc)) from None
+    scheme, rest = server.split("://", 1)
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        return f"{scheme}://{host}", db, (user, password)
+    user = next((os.environ[name] for name in USER_VARS if os.environ.get(name)), "")
+    password = next((os.environ[name] for name in PASSWORD_VARS if os.environ.get(name)), "")
+    if not (user and password) and credentials_file:
+        values: Dict[str, str] = {}
+        try:
+            with open(os.path.expandvars(os.path.expanduser(credentials_file)), encoding="utf-8") as handle:
+                for line in handle:
+                    key, sep, value = line.strip().partition("=")
+                    if sep:
+                        values[key.strip().lower()] = value.strip()
+        except OSError as exc:
+            raise PilotError(1364, f"PiCaS credentials file {credentials_file} cannot be read: "
+                                   f"{exc.strerror or exc}") from None
+        user = user or values.get("user") or values.get("username", "")
+        password = password or values.get("password", "")
+    if not (user and password):
+        raise PilotError(1364, "PiCaS credentials missing: set PICAS_USER and PICAS_PASSWORD (or PICAS_USR and "
+                               "PICAS_USR_PWD), or point [PiCaS] credentials_file at a file with user= and "
+                               "password= lines")
+    return server, db, (user, password)

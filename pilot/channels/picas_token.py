@@ -84,6 +84,14 @@ def synthetic_panda_id(db: str, token_id: str, lock: int) -> str:
     return str(int(digest[:12], 16) + 1)  # 1 .. 2.8e14: positive, at most 15 digits
 
 
+def _count(value: Any) -> int:
+    """A token's numeric field (lock, scrub_count) as an int; 0 for anything that is not a number."""
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 def _words(value: Any) -> str:
     if value is None or value == "":
         return ""
@@ -111,7 +119,7 @@ def token_job(token: Dict[str, Any], db: str, cfg, attachment: Optional[str], ma
               url_for_payload: str) -> Tuple[Job, List[str]]:
     """The Job for a claimed token, and its input URLs. Problems of the token become codes on the job."""
     token_id = str(token["_id"])
-    panda_id = synthetic_panda_id(db, token_id, int(token.get("lock") or 0))
+    panda_id = synthetic_panda_id(db, token_id, _count(token.get("lock")))
     problems: List[Tuple[int, str]] = []
     command = token.get("command")
     script = token.get("script")
@@ -134,8 +142,8 @@ def token_job(token: Dict[str, Any], db: str, cfg, attachment: Optional[str], ma
         urls = []
     names = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls]
     definition: Dict[str, Any] = {"PandaID": panda_id, "taskID": db, "jobName": token_id, "transformation": "bash",
-                                  "jobPars": pars, "prodSourceLabel": "picas", "attemptNr": str(
-                                      int(token.get("scrub_count") or 0) + 1)}
+                                  "jobPars": pars, "prodSourceLabel": "picas",
+                                  "attemptNr": str(_count(token.get("scrub_count")) + 1)}
     if names:
         definition.update({"inFiles": ",".join(names), "scopeIn": ",".join("picas" for _ in names),
                            "GUID": ",".join("NULL" for _ in names)})

@@ -60,6 +60,8 @@ def test_bad_tokens_become_failed_jobs():
     assert job.error_code == 1302
     job, _ = make({"command": "true", "parameters": {"a": 1}})
     assert job.error_code == 1302
+    job, _ = make({"command": "true", "scrub_count": "many", "lock": "soon"})  # junk counters: no traceback
+    assert not job.failed and job.attemptnr == 1
 
 
 def test_ids_are_stable_and_distinct_per_claim():
