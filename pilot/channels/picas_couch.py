@@ -4,7 +4,8 @@ Documents are read and written whole with their `_rev`: a write with a stale `_r
 is what makes claiming a token safe without any server-side lock. Three outcomes per call, kept apart because the
 channel acts differently on each: a result; `Conflict` (someone else changed the document first); and
 `Unavailable` (network trouble, timeouts, 5xx: worth retrying). Anything else the server refuses is a
-`CouchError` with its HTTP status and reason. Credentials never appear in messages (`mask`).
+`CouchError` with its HTTP status and reason. Credentials never appear in messages (`mask`); where they come
+from is `read_credentials` (environment, a file, or the URL).
 """
 
 from __future__ import annotations
