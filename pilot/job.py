@@ -99,6 +99,8 @@ class Job:
     secrets: str = field(default="", repr=False)
     pilotsecrets: str = field(default="", repr=False)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    sandbox: str = ""  # URL or path of a tarball to unpack in the work dir before stage-in (PiCaS jobs)
+    environment: Dict[str, str] = field(default_factory=dict)  # extra payload variables (the channel, the sandbox)
     # run-time state, owned by whichever stage holds the job
     state: JobState = JobState.STARTUP
     errors: List[Tuple[int, str]] = field(default_factory=list)

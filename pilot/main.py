@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     # ours
     add(*_flags("--job-source"), dest="job_source", default="",
         help="where jobs come from: panda (the server of --url), harvester (shared files in the access point), "
-             "local (built-in fake job) or local:DIR (job-definition JSON files in DIR); default: harvester in "
+             "local (built-in fake job), local:DIR (job-definition JSON files in DIR) or picas:URL/DB (PiCaS "
+             "tokens in a CouchDB database; docs/picas.md); default: harvester in "
              "Harvester mode, local for -q LOCAL without --url, else panda")
     add(*_flags("--replay-spool"), dest="replay_spool", default="",
         help="deliver the final updates an earlier pilot left in DIR (its main work dir or its spool dir) first")
@@ -131,11 +132,11 @@ def unsupported_use(args) -> Optional[str]:
             option = "--" + dest.replace("_", "-")
             return f"{option}: {what} is not implemented in this version"
     source = job_source(args)
-    if not (source in ("local", "panda", "harvester") or source.startswith("local:")):
+    if not (source in ("local", "panda", "harvester") or source.startswith(("local:", "picas:"))):
         return (f"job source {source!r} is not implemented in this version; use panda (the default for a real "
-                f"queue), harvester, local (built-in job) or local:DIR")
-    if args.replay_spool and source != "panda":
-        return "--replay-spool needs the panda job source (a server to deliver the spooled updates to)"
+                f"queue), harvester, local (built-in job), local:DIR or picas:URL/DB")
+    if args.replay_spool and not (source == "panda" or source.startswith("picas:")):
+        return "--replay-spool needs the panda or picas job source (a server to deliver the spooled updates to)"
     return None
 
 
@@ -271,6 +272,13 @@ def make_channel(ctx, source: str, placement=None):
         from .channels.harvester import HarvesterChannel
 
         return HarvesterChannel(ctx, placement)
+    if source.startswith("picas:"):
+        from .channels.picas import PicasChannel
+
+        spool_dir = os.path.join(ctx.paths.main, "spool")
+        channel = PicasChannel(ctx, source.partition(":")[2], spool_dir)
+        _replay(channel, ctx.args.replay_spool, spool_dir)
+        return channel
     from .channels.panda import PandaChannel
 
     spool_dir = os.path.join(ctx.paths.main, "spool")
@@ -280,14 +288,19 @@ def make_channel(ctx, source: str, placement=None):
         channel.worker_node()
     ctx.resource_types.update(channel.resource_types())
     log.info("resource types from the server: %s", ", ".join(sorted(ctx.resource_types)) or "none")
-    for folder in (ctx.args.replay_spool, spool_dir):
+    _replay(channel, ctx.args.replay_spool, spool_dir)
+    return channel
+
+
+def _replay(channel, *folders: str) -> None:
+    """Deliver the final updates an earlier pilot left in these spool dirs (or main work dirs holding one)."""
+    for folder in folders:
         if folder:
             folder = os.path.join(folder, "spool") if os.path.isdir(os.path.join(folder, "spool")) else folder
             if os.path.isdir(folder):
                 delivered = channel.replay(folder)
                 if delivered:
                     log.info("replayed %d spooled final update(s) from %s", delivered, folder)
-    return channel
 
 
 def summarize(pipeline, code: int) -> None:

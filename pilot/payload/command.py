@@ -36,6 +36,7 @@ def _queue_environ(environ: str) -> Dict[str, str]:
 def payload_environment(job: Job, ctx) -> Dict[str, str]:
     env = dict(os.environ)
     env.update(_queue_environ(ctx.queuedata.environ))
+    env.update(job.environment)
     env.update({
         "PandaID": job.jobid,
         "PanDA_TaskID": job.taskid,

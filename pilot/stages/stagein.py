@@ -18,6 +18,10 @@ class StageInStage(Stage):
     def process(self, job: Job) -> None:
         job.state = JobState.STAGEIN
         self.pipeline.report(job)
+        if job.sandbox:
+            from ..payload.sandbox import install_sandbox
+
+            job.environment.update(install_sandbox(job.sandbox, job.workdir, self.ctx, job.raw.get("tokenFields")))
         if not job.inputs:
             return
         transfer_files(self.ctx, job, job.inputs, STAGEIN_ACTIVITIES, "in")

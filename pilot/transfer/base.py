@@ -44,12 +44,13 @@ LOG_ACTIVITIES = ("pl", "write_lan", "pw", "default")
 
 
 class TransferFailure(Exception):
-    """One file failed: carries its PanDA code."""
+    """One file failed: carries its PanDA code. retry=False: trying again cannot help (e.g. a tape-only file)."""
 
-    def __init__(self, code: int, diag: str):
+    def __init__(self, code: int, diag: str, retry: bool = True):
         super().__init__(diag)
         self.code = code
         self.diag = diag
+        self.retry = retry
 
 
 def copytool_names(acopytools: Dict[str, List[str]], activities: Sequence[str]) -> List[str]:
@@ -152,7 +153,7 @@ class Copytool:
             try:
                 return action()
             except TransferFailure as exc:
-                if attempt == attempts or exc.code not in TRANSIENT_CODES or ctx.abort.is_set():
+                if attempt == attempts or exc.code not in TRANSIENT_CODES or not exc.retry or ctx.abort.is_set():
                     raise
                 log.warning("%s of %s, attempt %d/%d failed (%s): trying again", what, spec.lfn, attempt, attempts,
                             exc.diag)

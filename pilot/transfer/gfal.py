@@ -14,7 +14,9 @@ from ..job import FileSpec
 from .base import TransferFailure
 from .checksum import Digest, mismatch_code
 from .cli import run_tool, transfer_timeout
+from .locality import ensure_online
 from .remote import Progress, RemoteCopytool, local_digest
+from .surl import rewrite
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,9 @@ class GfalCopytool(RemoteCopytool):
     schemes = ("root", "roots", "xroot", "davs", "dav", "https", "http", "srm", "gsiftp", "s3", "s3s", "file")
 
     def _get(self, spec: FileSpec, dest: str, ctx, kind: str) -> Digest:
-        url = self.source_url(spec, ctx)
+        url = rewrite(self.source_url(spec, ctx), "gfal")  # LOFAR srm:// -> the SRM v2 form gfal needs
         spec.turl = url
+        ensure_online(url, ctx, spec.lfn, gfal_env(ctx))  # a tape-only input fails fast, never a copy timeout
         timeout = transfer_timeout(ctx, spec.filesize)
         with Progress(spec, dest, ctx.config.file.progress_interval):
             run_tool(["gfal-copy", "-f", "-t", _seconds(timeout), url, f"file://{os.path.abspath(dest)}"], ctx,

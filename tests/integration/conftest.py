@@ -58,3 +58,8 @@ from tests.integration.backends import rucio_server_fixture, storage_servers_fix
 
 storage_servers = storage_servers_fixture()
 rucio_server = rucio_server_fixture()  # opt-in: a real Rucio server with RSEs on storage_servers
+
+# A CouchDB-compatible server (pouchdb-server) for the PiCaS channel: see tests/integration/couchdb.py.
+from tests.integration.couchdb import couchdb_fixture  # noqa: E402
+
+couchdb = couchdb_fixture()
