@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from ..job import Job, JobState
 from ..transfer.base import STAGEIN_ACTIVITIES, copytool_names, get_copytool
@@ -37,9 +38,14 @@ def transfer_files(ctx, job: Job, files, activities, direction: str) -> None:
     for name in copytool_names(qd.acopytools, activities):
         todo = [spec for spec in files if spec.status != "transferred"]
         if not todo:
-            return
+            break
         tool = get_copytool(name, qd.copytools.get(name))
         if direction == "in":
             tool.copy_in(todo, job.workdir, ctx, kind, job)
         else:
             tool.copy_out(todo, job.workdir, ctx, kind, job)
+    from ..transfer import traces
+
+    if traces.enabled(ctx):
+        ended = time.time()
+        traces.send([traces.build(spec, job, ctx, direction, ended) for spec in files], ctx)

@@ -130,7 +130,7 @@ def test_job_inputs_from_xrootd_outputs_to_a_rucio_rse_through_pilot(rucio_env, 
     cmd = [sys.executable, PILOT, "-q", "RUCIOQ", "--queuedata-url", str(queue), "--job-source", f"local:{jobdir}",
            "--storagedata-url", storage.storage_data(tmp_path / "ddm.json"), "--capath", storage.cert_dir,
            "-a", str(tmp_path)]
-    env = dict(os.environ, PILOT_CFG_RUCIO_REGISTER="true")
+    env = dict(os.environ, PILOT_CFG_RUCIO_REGISTER="true", PILOT_CFG_RUCIO_URL=rucio_env.url + "/traces/")
     proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, env=env)
     run = PilotRun(str(tmp_path), proc, proc.stdout, proc.stderr)
     final = run.final(1401)
@@ -141,3 +141,10 @@ def test_job_inputs_from_xrootd_outputs_to_a_rucio_rse_through_pilot(rucio_env, 
     assert ["XRD_TEST"] == list(replicas(rucio_env, "test", lfn_out)[0])
     log_name = next(name for name, entry in info.items() if entry.get("type") == "log")
     assert list(replicas(rucio_env, "test", log_name)[0]) == ["XRD_TEST"]
+    # Rucio traces: the pilot's own records reached the real server's /traces endpoint
+    with open(os.path.join(rucio_env.traces_dir, "trace")) as handle:
+        records = [json.loads(line) for line in handle if '"appid": "1401"' in line or '"appid":"1401"' in line]
+    events = {(r["eventType"], r["filename"], r["clientState"]) for r in records}
+    assert ("get_sm", lfn_in, "DONE") in events and ("put_sm", lfn_out, "DONE") in events, records
+    assert ("put_sm", log_name, "DONE") in events
+    assert all(r["eventVersion"].startswith("pilot-") and r["pq"] == "RUCIOQ" for r in records)
