@@ -204,6 +204,8 @@ def run(args) -> int:
     from .queuedata import load_queuedata
 
     config = load_config(args.config or None)
+    if args.capath:  # as Pilot 3: the tools and libraries (xrootd, gfal2/davix, requests) read the variable
+        os.environ["X509_CERT_DIR"] = os.path.abspath(args.capath)
     main_dir = _main_dir(args, config.hpc.scratch)
     setup_logging(main_dir, config.pilot.pilotlog, args.debug, not args.nopilotlog, args.log_format)
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, args.queue, main_dir,

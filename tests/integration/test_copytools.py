@@ -19,7 +19,14 @@ from tests.e2e.pilotrun import PILOT, PilotRun, job_definition, write_job
 
 pytestmark = pytest.mark.slow
 
-CASES = [("xrdcp", "XRD_ROOT"), ("gfal", "XRD_ROOT"), ("gfal", "XRD_DAVS"), ("gfal", "NGINX_DAVS")]
+# gfal runs through the gfal2 Python bindings (install-deps links python3-gfal2 into the venv); gfal-cmd is the
+# same copytool forced onto the gfal-copy/gfal-sum/gfal-rm commands
+CASES = [("xrdcp", "XRD_ROOT"), ("gfal", "XRD_ROOT"), ("gfal", "XRD_DAVS"), ("gfal", "NGINX_DAVS"),
+         ("gfal-cmd", "XRD_ROOT"), ("gfal-cmd", "XRD_DAVS"), ("gfal-cmd", "NGINX_DAVS")]
+
+
+def tool_and_env(tool):
+    return ("gfal", {"PILOT_CFG_FILE_GFAL_BINDINGS": "false"}) if tool == "gfal-cmd" else (tool, {})
 
 
 def make_ctx(storage, tmp_path, rse, env=None):
@@ -37,11 +44,16 @@ def adler(data):
 
 @pytest.mark.parametrize("tool,rse", CASES)
 def test_stage_out_then_in_verified(storage, tmp_path, tool, rse):
-    ctx = make_ctx(storage, tmp_path, rse)
+    from pilot.transfer import gfal_api
+
+    assert gfal_api.bindings_available(), "install-deps links Debian's python3-gfal2 into the venv"
+    label = tool
+    tool, env = tool_and_env(tool)
+    ctx = make_ctx(storage, tmp_path, rse, env)
     out_dir, in_dir = tmp_path / "out", tmp_path / "in"
     out_dir.mkdir()
     in_dir.mkdir()
-    blobs = {f"{tool}.{rse}.f{i}.dat": os.urandom(100_000 * (i + 1)) for i in range(4)}
+    blobs = {f"{label}.{rse}.f{i}.dat": os.urandom(100_000 * (i + 1)) for i in range(4)}
     for name, data in blobs.items():
         (out_dir / name).write_bytes(data)
     outputs = [FileSpec(lfn=name, role="output", scope="user.pilot") for name in blobs]
@@ -62,31 +74,34 @@ def test_stage_out_then_in_verified(storage, tmp_path, tool, rse):
     assert not [n for n in os.listdir(in_dir) if n.endswith(".part")]
 
 
-@pytest.mark.parametrize("tool", ["xrdcp", "gfal"])
+@pytest.mark.parametrize("tool", ["xrdcp", "gfal", "gfal-cmd"])
 def test_corrupted_replica_and_missing_file(storage, tmp_path, tool):
-    ctx = make_ctx(storage, tmp_path, "XRD_ROOT")
+    label = tool
+    tool, env = tool_and_env(tool)
+    ctx = make_ctx(storage, tmp_path, "XRD_ROOT", env)
     data = b"replica with a wrong catalogue checksum\n" * 1000
-    storage.place("XRD_ROOT", "mc", f"bad.{tool}.dat", data)
-    bad = FileSpec(lfn=f"bad.{tool}.dat", role="input", scope="mc", filesize=len(data),
+    storage.place("XRD_ROOT", "mc", f"bad.{label}.dat", data)
+    bad = FileSpec(lfn=f"bad.{label}.dat", role="input", scope="mc", filesize=len(data),
                    checksum={"adler32": "0badc0de"}, ddmendpoint="XRD_ROOT")
-    missing = FileSpec(lfn=f"missing.{tool}.dat", role="input", scope="mc", ddmendpoint="XRD_ROOT")
+    missing = FileSpec(lfn=f"missing.{label}.dat", role="input", scope="mc", ddmendpoint="XRD_ROOT")
     get_copytool(tool).copy_in([bad, missing], str(tmp_path), ctx)
     assert bad.status_code == 1171 and "0badc0de" in bad.diag
     assert missing.status_code == 1331, missing.diag
     assert not os.path.exists(tmp_path / bad.lfn)
 
 
-@pytest.mark.parametrize("tool", ["xrdcp", "gfal"])
+@pytest.mark.parametrize("tool", ["xrdcp", "gfal", "gfal-cmd"])
 def test_server_down_and_timeout(storage, tmp_path, tool):
-    ctx = make_ctx(storage, tmp_path, "XRD_ROOT", env={"PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE": "5",
-                                                       "PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX": "5"})
+    tool, env = tool_and_env(tool)
+    ctx = make_ctx(storage, tmp_path, "XRD_ROOT", env=dict(env, PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE="5",
+                                                           PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX="5"))
     ctx.storage["XRD_ROOT"].arprotocols["write_lan"] = [{"endpoint": "root://127.0.0.1:1", "path": "//x"}]
     (tmp_path / "o.dat").write_bytes(b"x" * 1000)
     down = FileSpec(lfn="o.dat", role="output", scope="mc")
     get_copytool(tool).copy_out([down], str(tmp_path), ctx)
     assert down.status == "failed" and down.status_code in (1137, 1152), down.diag
-    slow = make_ctx(storage, tmp_path, "XRD_ROOT", env={"PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE": "0.001",
-                                                        "PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX": "0.001"})
+    slow = make_ctx(storage, tmp_path, "XRD_ROOT", env=dict(env, PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE="0.001",
+                                                            PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX="0.001"))
     big = FileSpec(lfn="o.dat", role="output", scope="mc")
     get_copytool(tool).copy_out([big], str(tmp_path), slow)
     assert big.status_code == 1152 and "timed out" in big.diag
