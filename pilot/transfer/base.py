@@ -43,6 +43,11 @@ STAGEOUT_ACTIVITIES = ("write_lan", "pw", "default")
 LOG_ACTIVITIES = ("pl", "write_lan", "pw", "default")
 
 
+def fired_stop(ctx, job=None):
+    """The trigger that means "stop transferring" (pilot abort, then the job's kill) if one has fired."""
+    return next((t for t in (ctx.abort, getattr(job, "kill", None)) if t is not None and t.is_set()), None)
+
+
 class TransferFailure(Exception):
     """One file failed: carries its PanDA code. retry=False: trying again cannot help (e.g. a tape-only file)."""
 
@@ -174,7 +179,7 @@ class Copytool:
         return self._retrying(lambda: self._get(spec, temp, ctx, want), spec, ctx, "stage-in")
 
     def _copy_in_one(self, spec: FileSpec, workdir: str, ctx, kind: str, job, staged: Optional[str] = None) -> None:
-        stop = next((t for t in (ctx.abort, getattr(job, "kill", None)) if t is not None and t.is_set()), None)
+        stop = fired_stop(ctx, job)
         if stop is not None:
             self._mark(spec, stop.code, "stage-in interrupted: " + stop.reason)
             return

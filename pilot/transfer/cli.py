@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 from typing import Dict, List, Optional, Tuple
 
-from .base import TransferFailure
+from .base import TransferFailure, fired_stop
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def run_tool(argv: List[str], ctx, timeout: float, direction: str, what: str, en
                                   f"{what}: {argv[0]} timed out after {timeout:.0f} s") from None
     text = output.decode("utf-8", "replace")
     if proc.returncode != 0:
-        stop = next((t for t in (ctx.abort, getattr(job, "kill", None)) if t is not None and t.is_set()), None)
+        stop = fired_stop(ctx, job)
         if stop is not None:
             raise TransferFailure(stop.code, f"{what}: interrupted ({stop.reason})")
         last = " ".join(text.strip().splitlines()[-2:])[:200]

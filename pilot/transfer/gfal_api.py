@@ -17,7 +17,7 @@ import time
 from contextlib import ExitStack
 from typing import Optional
 
-from .base import TransferFailure
+from .base import TransferFailure, fired_stop
 from .cli import error_code, run_tool
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ class GfalBindings:
         self.context = gfal2.creat_context()  # reads X509_* from the environment (--capath sets X509_CERT_DIR)
 
     def _failure(self, exc, direction: str, what: str) -> TransferFailure:
-        stop = next((t for t in (self.ctx.abort, getattr(self.job, "kill", None)) if t is not None and t.is_set()),
-                    None)
+        stop = fired_stop(self.ctx, self.job)
         if stop is not None:
             return TransferFailure(stop.code, f"{what}: interrupted ({stop.reason})")
         message = " ".join(str(getattr(exc, "message", exc)).split())
@@ -102,8 +101,7 @@ class GfalBindings:
             finally:
                 timer.cancel()
         if time.monotonic() - started >= timeout and (failure is None or failure.code not in (1151, 1152)):
-            stop = next((t for t in (self.ctx.abort, getattr(self.job, "kill", None)) if t is not None and t.is_set()),
-                        None)
+            stop = fired_stop(self.ctx, self.job)
             if stop is None:
                 failure = TransferFailure(1151 if direction == "in" else 1152,
                                           f"{what}: timed out after {timeout:.0f} s")
