@@ -141,3 +141,45 @@ def test_final_update_is_spooled_while_the_server_is_away_and_replayed(tmp_path,
     assert doc["status"] == "done" and doc["output"] == 0
     assert not [name for name in os.listdir(tmp_path / "spool") if name.endswith(".json")]
     assert later.replay(str(tmp_path / "spool")) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tool,rse", [("xrdcp", "XRD_ROOT"), ("gfal", "XRD_DAVS")])
+def test_token_inputs_fetched_from_real_storage_through_pilot(couchdb, storage, tmp_path, tool, rse):
+    """A token naming its inputs by URL (as GRID_LRT tokens do) on the real XRootD server: the pilot stages them
+    in with the queue's copytool and the payload reads them; a token naming a missing file ends in error 1331."""
+    import json
+    import subprocess
+    import sys
+    import zlib
+
+    from tests.e2e.pilotrun import PILOT
+    from tests.integration.couchdb import token
+
+    base = storage.root if rse == "XRD_ROOT" else storage.xrd_https
+    data = {f"L229507_SB00{n}_uv.MS.tar": os.urandom(40_000 + n) for n in range(2)}
+    urls = []
+    for name, blob in data.items():
+        storage.servers.put_file(f"lofar/ops/{tool}/{name}", blob)
+        urls.append(f"{base}/lofar/ops/{tool}/{name}" if rse == "XRD_DAVS" else f"{base}//lofar/ops/{tool}/{name}")
+    sums = " ".join(f"{zlib.adler32(blob) & 0xFFFFFFFF:08x}" for blob in data.values())
+    check = " && ".join(f"test $(wc -c < {name}) -eq {len(blob)}" for name, blob in data.items())
+    db = couchdb.new_db()
+    couchdb.add_tokens(db, [token("fetch", command=f"{check} && echo inputs ok {sums}", input=urls, OBSID="L229507"),
+                            token("gone", command="true", input=[urls[0].replace("SB000", "SB999")])])
+    queue = tmp_path / "queue.json"
+    queue.write_text(json.dumps({"nickname": "PICAS_STORE", "state": "ACTIVE", "status": "online", "timefloor": 60,
+                                 "copytools": {tool: {}, "mv": {}},
+                                 "acopytools": {"read_lan": [tool], "pl": ["mv"], "default": ["mv"]}}))
+    cmd = [sys.executable, PILOT, "-q", "PICAS_STORE", "--queuedata-url", str(queue), "-v", "10", "-a",
+           str(tmp_path), "--job-source", couchdb.source(db), "--output-dir", str(tmp_path / "out")]
+    env = dict(couchdb.pilot_env(), **storage.env())
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=180,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = couchdb.doc(db, "fetch")
+    assert done["status"] == "done" and done["output"] == 0, proc.stderr[-3000:]
+    assert f"inputs ok {sums}" in couchdb.attachment(db, "fetch", "payload.log").decode()
+    gone = couchdb.doc(db, "gone")
+    assert gone["status"] == "error" and gone["lock"] == gone["done"] == -1
+    assert "1331" in json.dumps(gone["error"]), gone["error"]
