@@ -62,6 +62,11 @@ def _worker_python_from_shebang(command: str) -> Optional[str]:
     return words[0] if words and "python" in os.path.basename(words[0]) and os.access(words[0], os.X_OK) else None
 
 
+def _hard_limit(timeout: float) -> float:
+    """When the child is killed: Rucio's own transfer timeout first, then a grace for its bookkeeping."""
+    return timeout + min(30.0, max(1.0, timeout))
+
+
 @functools.lru_cache(maxsize=8)
 def api_python(configured: str, path: str) -> Optional[str]:
     """The interpreter that can run the API worker, or None (then the CLI is used). `path` keys the cache."""
@@ -101,7 +106,7 @@ class RucioCopytool(Copytool):
             rse = spec.ddmendpoint or ""
             if mode == "api":
                 item = {"did": f"{spec.scope}:{spec.lfn}", "base_dir": private, "no_subdir": True,
-                        "transfer_timeout": int(timeout), "ignore_checksum": False}
+                        "transfer_timeout": max(1, int(timeout)), "ignore_checksum": False}
                 if rse:
                     item["rse"] = rse
                 if spec.turl and "://" in spec.turl:
@@ -109,7 +114,8 @@ class RucioCopytool(Copytool):
                     item.setdefault("rse", rse or "")
                 result = self._api(python, {"op": "download", "item": item}, ctx, timeout, "in", spec)
             else:
-                argv = ["rucio", "download", "--dir", private, "--no-subdir", "--transfer-timeout", str(int(timeout))]
+                argv = ["rucio", "download", "--dir", private, "--no-subdir",
+                        "--transfer-timeout", str(max(1, int(timeout)))]
                 argv += ["--rses", rse] if rse else []
                 argv += ["--pfn", spec.turl] if spec.turl and "://" in spec.turl else []
                 text = self._cli(argv + [f"{spec.scope}:{spec.lfn}"], ctx, timeout, "in", spec)
@@ -137,7 +143,7 @@ class RucioCopytool(Copytool):
         with tempfile.TemporaryDirectory(prefix=".rucio-up-") as scratch:
             if mode == "api":
                 item = {"path": src, "rse": rse, "did_scope": scope, "did_name": spec.lfn,
-                        "transfer_timeout": int(timeout)}
+                        "transfer_timeout": max(1, int(timeout))}
                 item.update({"register_after_upload": True} if register else {"no_register": True})
                 if spec.guid:
                     item["guid"] = spec.guid.replace("-", "")
@@ -146,7 +152,7 @@ class RucioCopytool(Copytool):
                                    ctx, timeout, "out", spec)
             else:
                 argv = ["rucio", "upload", "--rse", rse, "--scope", scope, "--lfn", spec.lfn, "--summary",
-                        "--transfer-timeout", str(int(timeout))]
+                        "--transfer-timeout", str(max(1, int(timeout)))]
                 argv += ["--register-after-upload"] if register else ["--no-register"]
                 argv += ["--guid", spec.guid.replace("-", "")] if spec.guid else []
                 text = self._cli(argv + [src], ctx, timeout, "out", spec, cwd=scratch)
@@ -183,14 +189,15 @@ class RucioCopytool(Copytool):
             # the rucio package. The worker exits 0 whenever it could report (the verdict is in its JSON).
             with open(WORKER, encoding="utf-8") as handle:
                 source = handle.read()
-            text = run_tool([python, "-c", source, path], ctx, timeout + 30, direction, what, cwd=scratch)
+            text = run_tool([python, "-c", source, path], ctx, _hard_limit(timeout), direction, what, cwd=scratch)
         result = self._last_json(text) or {}
         if not result.get("ok"):
             raise self._failure(result, direction, what)
         return result
 
     def _cli(self, argv, ctx, timeout: float, direction: str, spec: FileSpec, cwd: Optional[str] = None) -> str:
-        return run_tool(argv, ctx, timeout + 30, direction, f"stage-{direction} of {spec.lfn} (rucio CLI)", cwd=cwd)
+        what = f"stage-{direction} of {spec.lfn} (rucio CLI)"
+        return run_tool(argv, ctx, _hard_limit(timeout), direction, what, cwd=cwd)
 
     @staticmethod
     def _cli_failure(text: str, direction: str, spec: FileSpec) -> TransferFailure:

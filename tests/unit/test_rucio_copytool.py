@@ -79,3 +79,27 @@ def test_api_worker_verdicts_map_to_codes():
     assert RucioCopytool._failure({"error": "NoFilesUploaded", "message": "x"}, "out", "w").code == 1137
     assert RucioCopytool._failure({"error": "ServiceUnavailable", "message": "x"}, "in", "w").code == 1316
     assert RucioCopytool._failure({"error": "Weird", "message": "operation timed out"}, "in", "w").code == 1151
+
+
+def test_a_hung_rucio_client_is_killed_at_the_time_limit(tmp_path):
+    """The API worker runs as a child: a client stuck on a dead server is killed and the file fails with 1151."""
+    import time
+
+    from pilot.queuedata import from_dict
+    from pilot.trigger import Trigger
+
+    stuck = tmp_path / "python"
+    stuck.write_text("#!/bin/sh\nexec sleep 60\n")
+    stuck.chmod(0o755)
+    env = {"PILOT_CFG_RUCIO_PYTHON": str(stuck), "PILOT_CFG_RUCIO_MODE": "api", "PILOT_CFG_FILE_TRANSFER_ATTEMPTS": "1",
+           "PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE": "0.5", "PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX": "0.5"}
+    ctx = types.SimpleNamespace(config=load_config(env=env), abort=Trigger(), storage={},
+                                queuedata=from_dict({"nickname": "Q"}, "Q"), args=types.SimpleNamespace(capath=None))
+    spec = FileSpec(lfn="x.dat", role="input", scope="test", ddmendpoint="XRD_TEST")
+    from pilot.transfer.base import get_copytool
+
+    started = time.monotonic()
+    get_copytool("rucio").copy_in([spec], str(tmp_path), ctx)
+    assert spec.status_code == 1151 and "timed out" in spec.diag, spec.diag
+    assert time.monotonic() - started < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["python"]  # no private download dir left behind
