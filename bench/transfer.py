@@ -92,11 +92,11 @@ def main():
     parser.add_argument("--json", default="")
     parser.add_argument("--baseline", default="")
     args = parser.parse_args()
-    from pilot.transfer import xrootd_batch
+    from pilot.transfer import batch
 
     if args.no_bindings:
-        xrootd_batch.available = lambda: False
-    print(f"xrdcp batches: {'XRootD bindings (in-process)' if xrootd_batch.available() else 'xrdcp CLI (stage-in)'}")
+        batch.bindings = lambda tool: False
+    print(f"xrdcp batches: {'XRootD bindings (one child)' if batch.bindings('xrootd') else 'xrdcp CLI (stage-in)'}")
     results = {}
     work = tempfile.mkdtemp(prefix="pilot-bench-transfer-")
     with running_storage_servers() as servers:

@@ -56,6 +56,7 @@ class TransferFailure(Exception):
         self.code = code
         self.diag = diag
         self.retry = retry
+        self.output = ""  # a tool's output when it failed (run_tool), for callers that read partial results
 
 
 def copytool_names(acopytools: Dict[str, List[str]], activities: Sequence[str]) -> List[str]:

@@ -83,15 +83,20 @@ def run_tool(argv: List[str], ctx, timeout: float, direction: str, what: str, en
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill()
-            proc.communicate()
-            raise TransferFailure(1151 if direction == "in" else 1152,
-                                  f"{what}: {argv[0]} timed out after {timeout:.0f} s") from None
+            partial, _ = proc.communicate()
+            failure = TransferFailure(1151 if direction == "in" else 1152,
+                                      f"{what}: {argv[0]} timed out after {timeout:.0f} s")
+            failure.output = partial.decode("utf-8", "replace")  # what the tool said before it was killed
+            raise failure from None
     text = output.decode("utf-8", "replace")
     if proc.returncode != 0:
         stop = fired_stop(ctx, job)
         if stop is not None:
-            raise TransferFailure(stop.code, f"{what}: interrupted ({stop.reason})")
-        last = " ".join(text.strip().splitlines()[-2:])[:200]
-        raise TransferFailure(error_code(text, direction), f"{what}: {argv[0]} exit {proc.returncode}: {last}")
+            failure = TransferFailure(stop.code, f"{what}: interrupted ({stop.reason})")
+        else:
+            last = " ".join(text.strip().splitlines()[-2:])[:200]
+            failure = TransferFailure(error_code(text, direction), f"{what}: {argv[0]} exit {proc.returncode}: {last}")
+        failure.output = text
+        raise failure
     log.debug("%s: %s done in %.2f s", what, argv[0], time.monotonic() - started)
     return text

@@ -31,7 +31,7 @@ BOTH = "ONLINE_AND_NEARLINE"
 NOT_STAGED = "not staged (NEARLINE)"
 
 
-def _schemes(ctx) -> set:
+def locality_schemes(ctx) -> set:
     return {word.strip() for word in str(ctx.config.file.locality_schemes).split(",") if word.strip()}
 
 
@@ -55,7 +55,7 @@ def ensure_online(url: str, ctx, lfn: str, env: Optional[dict] = None) -> Option
     (not retried) for a tape-only file that did not come online within [File] bringonline_timeout."""
     cfg = ctx.config.file
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    if not cfg.locality_check or scheme not in _schemes(ctx):
+    if not cfg.locality_check or scheme not in locality_schemes(ctx):
         return None
     status = query_status(url, ctx, env)
     if status != NEARLINE:

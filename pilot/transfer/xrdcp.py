@@ -14,7 +14,7 @@ from typing import Dict
 from urllib.parse import urlsplit
 
 from ..job import FileSpec
-from . import xrootd_batch
+from . import batch
 from .base import TransferFailure
 from .checksum import Digest, mismatch_code
 from .cli import run_tool, transfer_timeout
@@ -31,6 +31,7 @@ def _xrd_split(url: str):
 class XrdcpCopytool(RemoteCopytool):
     name = "xrdcp"
     schemes = ("root", "roots", "xroot", "xroots")
+    batch_tool = "xrootd"
 
     def _get(self, spec: FileSpec, dest: str, ctx, kind: str) -> Digest:
         url = self.source_url(spec, ctx)
@@ -41,35 +42,28 @@ class XrdcpCopytool(RemoteCopytool):
         return local_digest(dest, kind)
 
     def _prefetch(self, files, staging: str, ctx, job) -> Dict[str, str]:
-        """All inputs in one xrdcp (`--parallel` width, one connection per server): one process start and one
-        login instead of one per file, which is what small files cost. xrdcp carries on past a failed file;
-        those, and anything that does not verify, go through the single-file path for their own code."""
+        """With the XRootD bindings: one child for all inputs (RemoteCopytool). Without: one xrdcp for all
+        (`--parallel` width, one connection per server), which carries on past a failed file; either way what
+        fails or does not verify goes through the single-file path for its own code."""
+        if batch.bindings(self.batch_tool):
+            return super()._prefetch(files, staging, ctx, job)
         urls: Dict[str, str] = {}
         for spec in files:
-            try:
-                url = self.source_url(spec, ctx)
-            except TransferFailure:
-                continue  # the single-file path reports it
-            if url.rsplit("/", 1)[-1] == spec.lfn:  # xrdcp names each copy after its source
+            url = self._batch_source(spec, ctx)
+            if url and url.rsplit("/", 1)[-1] == spec.lfn:  # xrdcp names each copy after its source
                 urls[spec.lfn] = url
         if len(urls) < 2:
             return {}
-        width = min(len(urls), int(ctx.config.file.transfer_width), 128)
         timeout = transfer_timeout(ctx, sum(spec.filesize for spec in files if spec.lfn in urls))
         started = time.monotonic()
         failed = set()
-        if xrootd_batch.available():  # in-process: no process start at all
-            jobs = [(url, os.path.join(staging, lfn), "") for lfn, url in urls.items()]
-            verdicts = xrootd_batch.copy_many(jobs, width, timeout, (ctx.abort, getattr(job, "kill", None)))
-            failed = {lfn for lfn, problem in zip(urls, verdicts) if problem is not None}
-        else:
-            try:
-                run_tool(["xrdcp", "-np", "-f", "--parallel", str(width)] + list(urls.values()) + [staging + "/"],
-                         ctx, timeout, "in", f"batched stage-in of {len(urls)} files", job=job)
-            except TransferFailure as exc:
-                log.info("batched stage-in: %s; failed files are fetched one by one", exc.diag)
-                # which ones failed is not told: keep only copies the catalogue lets us verify
-                failed = {spec.lfn for spec in files if spec.lfn in urls and not (spec.filesize or spec.checksum)}
+        try:
+            run_tool(["xrdcp", "-np", "-f", "--parallel", str(self._width(ctx, len(urls)))] + list(urls.values())
+                     + [staging + "/"], ctx, timeout, "in", f"batched stage-in of {len(urls)} files", job=job)
+        except TransferFailure as exc:
+            log.info("batched stage-in: %s; failed files are fetched one by one", exc.diag)
+            # which ones failed is not told: keep only copies the catalogue lets us verify
+            failed = {spec.lfn for spec in files if spec.lfn in urls and not (spec.filesize or spec.checksum)}
         for lfn in failed:  # a failed copy may be partial: never offer it
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(staging, lfn))
@@ -77,39 +71,9 @@ class XrdcpCopytool(RemoteCopytool):
         for spec in files:
             if spec.lfn in arrived:
                 spec.turl = urls[spec.lfn]
-        log.info("batched stage-in: %d of %d files in %.2f s", len(arrived), len(urls), time.monotonic() - started)
+        log.info("batched stage-in (xrdcp): %d of %d files in %.2f s", len(arrived), len(urls),
+                 time.monotonic() - started)
         return arrived
-
-    def _store_batch(self, files, workdir: str, ctx, kind: str, job) -> Dict[str, str]:
-        """All outputs in one XRootD CopyProcess (bindings only: xrdcp cannot send many files to different
-        directories), each checked by the server against its local adler32; bad copies are removed by XRootD."""
-        if kind != "adler32" or not xrootd_batch.available():
-            return {}
-        plan = []
-        for spec in files:
-            src = os.path.join(workdir, spec.lfn)
-            try:
-                if not os.path.isfile(src) or os.path.islink(src):
-                    continue
-                plan.append((spec, src, self.destination_url(spec, ctx), local_digest(src, kind)))
-            except (TransferFailure, OSError):
-                continue  # the single-file path reports it
-        if len(plan) < 2:
-            return {}
-        started = time.monotonic()
-        timeout = transfer_timeout(ctx, sum(digest.size for *_, digest in plan))
-        verdicts = xrootd_batch.copy_many([(src, url, digest.hexdigest()) for _, src, url, digest in plan],
-                                          int(ctx.config.file.transfer_width), timeout,
-                                          (ctx.abort, getattr(job, "kill", None)))
-        stored = {}
-        for (spec, _src, url, digest), problem in zip(plan, verdicts):
-            if problem is None:
-                spec.filesize, spec.checksum, spec.turl = digest.size, {kind: digest.hexdigest()}, url
-                stored[spec.lfn] = url
-            else:
-                log.info("batched stage-out of %s: %s; storing it alone", spec.lfn, problem)
-        log.info("batched stage-out: %d of %d files in %.2f s", len(stored), len(plan), time.monotonic() - started)
-        return stored
 
     def _put(self, spec: FileSpec, src: str, ctx, kind: str) -> str:
         url = self.destination_url(spec, ctx)

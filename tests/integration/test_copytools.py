@@ -44,9 +44,9 @@ def adler(data):
 
 @pytest.mark.parametrize("tool,rse", CASES)
 def test_stage_out_then_in_verified(storage, tmp_path, tool, rse):
-    from pilot.transfer import gfal_api
+    from pilot.transfer import batch
 
-    assert gfal_api.bindings_available(), "install-deps links Debian's python3-gfal2 into the venv"
+    assert batch.bindings("gfal"), "install-deps links Debian's python3-gfal2 into the venv"
     label = tool
     tool, env = tool_and_env(tool)
     ctx = make_ctx(storage, tmp_path, rse, env)
@@ -167,11 +167,11 @@ def test_xrdcp_batched_stage_in_keeps_per_file_verdicts(storage, tmp_path, caplo
     replica still get their own codes."""
     import logging
 
-    from pilot.transfer import xrootd_batch
+    from pilot.transfer import batch
 
-    assert xrootd_batch.available(), "install-deps links Debian's python3-xrootd into the venv"
+    assert batch.bindings("xrootd"), "install-deps links Debian's python3-xrootd into the venv"
     if not bindings:
-        monkeypatch.setattr(xrootd_batch, "available", lambda: False)
+        monkeypatch.setattr(batch, "bindings", lambda tool: False)
     caplog.set_level(logging.INFO)
     ctx = make_ctx(storage, tmp_path, "XRD_ROOT")
     blobs = {f"batch.{i}.dat": os.urandom(30_000 + i) for i in range(5)}
@@ -183,7 +183,7 @@ def test_xrdcp_batched_stage_in_keeps_per_file_verdicts(storage, tmp_path, caplo
     inputs[1].checksum = {"adler32": "0badc0de"}
     inputs.append(FileSpec(lfn="batch.missing.dat", role="input", scope="mc", ddmendpoint="XRD_ROOT"))
     get_copytool("xrdcp").copy_in(inputs, str(tmp_path), ctx)
-    assert "batched stage-in: 5 of 6 files" in caplog.text
+    assert "batched stage-in (" in caplog.text and ": 5 of 6 files in" in caplog.text
     assert "batch.1.dat did not verify" in caplog.text  # the batch's copy was checked, then fetched alone
     verdicts = {spec.lfn: spec.status_code for spec in inputs}
     assert verdicts == {"batch.0.dat": 0, "batch.1.dat": 1171, "batch.2.dat": 0, "batch.3.dat": 0, "batch.4.dat": 0,
@@ -199,7 +199,7 @@ def test_xrdcp_batched_stage_out_verified_by_the_server(storage, tmp_path, caplo
     checksum the server does not confirm is never reported stored (here: a lying local checksum -> 1172)."""
     import logging
 
-    from pilot.transfer import xrdcp
+    from pilot.transfer import remote, xrdcp
 
     real = xrdcp.local_digest
 
@@ -209,7 +209,8 @@ def test_xrdcp_batched_stage_out_verified_by_the_server(storage, tmp_path, caplo
             return types.SimpleNamespace(size=digest.size, kind=digest.kind, hexdigest=lambda: "0badc0de")
         return digest
 
-    monkeypatch.setattr(xrdcp, "local_digest", lying)
+    monkeypatch.setattr(xrdcp, "local_digest", lying)  # the single-file path
+    monkeypatch.setattr(remote, "local_digest", lying)  # the batch
     caplog.set_level(logging.INFO)
     ctx = make_ctx(storage, tmp_path, "XRD_ROOT")
     blobs = {f"out.{i}.dat": os.urandom(20_000 + i) for i in range(5)}
@@ -218,7 +219,7 @@ def test_xrdcp_batched_stage_out_verified_by_the_server(storage, tmp_path, caplo
     outputs = [FileSpec(lfn=name, role="output", scope="user.batch") for name in blobs]
     outputs.append(FileSpec(lfn="out.never-written.dat", role="output", scope="user.batch"))
     get_copytool("xrdcp").copy_out(outputs, str(tmp_path), ctx)
-    assert "batched stage-out: 4 of 5 files" in caplog.text
+    assert "batched stage-out (xrootd bindings): 4 of 5 files" in caplog.text
     verdicts = {spec.lfn: spec.status_code for spec in outputs}
     assert verdicts == {"out.0.dat": 0, "out.1.dat": 0, "out.2.dat": 1172, "out.3.dat": 0, "out.4.dat": 0,
                         "out.never-written.dat": 1165}
