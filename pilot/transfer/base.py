@@ -11,6 +11,7 @@ import errno
 import importlib
 import logging
 import os
+import shutil
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -41,6 +42,19 @@ TRANSIENT_CODES = frozenset({1099, 1137, 1362, 1324, 1316, 1327})
 STAGEIN_ACTIVITIES = ("read_lan", "pr", "default")
 STAGEOUT_ACTIVITIES = ("write_lan", "pw", "default")
 LOG_ACTIVITIES = ("pl", "write_lan", "pw", "default")
+
+
+def queue_storages(ctx, activities: Sequence[str]) -> List[str]:
+    """The queue's storage endpoints (astorages) for the first of `activities` that names any."""
+    for activity in activities:
+        names = ctx.queuedata.astorages.get(activity)
+        if names:
+            return list(names)
+    return []
+
+
+def output_activities(spec: FileSpec) -> Sequence[str]:
+    return ("pl",) + STAGEOUT_ACTIVITIES if spec.role == "log" else STAGEOUT_ACTIVITIES
 
 
 def fired_stop(ctx, job=None):
@@ -107,24 +121,21 @@ class Copytool:
 
     # --- shared behaviour ---------------------------------------------------------------------------------
     def _prefetch(self, files: List[FileSpec], staging: str, ctx, job) -> Dict[str, str]:
-        """Optional: fetch many inputs at once into `staging`; {lfn: path} of what arrived. Nothing here is
+        """Optional: fetch many inputs at once into `staging` (to create); {lfn: path} of what arrived. Nothing is
         trusted: every file is verified like a single download, and whatever is missing or wrong is fetched
         again on its own, so a batch can only save time, never change an outcome."""
         return {}
 
     def copy_in(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
         staged: Dict[str, str] = {}
-        staging = os.path.join(workdir, ".stagein-batch")
+        staging = os.path.join(workdir, ".stagein-batch")  # created by a _prefetch that uses it
         if len(files) > 1 and int(ctx.config.file.transfer_width) > 1:
-            os.makedirs(staging, exist_ok=True)
             staged = self._prefetch(files, staging, ctx, job)
         try:
             self._each(files, lambda spec: self._copy_in_one(spec, workdir, ctx, kind, job, staged.get(spec.lfn)),
                        ctx)
         finally:
             if os.path.isdir(staging):
-                import shutil
-
                 shutil.rmtree(staging, ignore_errors=True)
 
     def _store_batch(self, files: List[FileSpec], workdir: str, ctx, kind: str, job) -> Dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Dict, Optional
 from ..errors import PilotError
 from ..job import FileSpec
 from . import batch
-from .base import STAGEIN_ACTIVITIES, STAGEOUT_ACTIVITIES, Copytool, TransferFailure
+from .base import STAGEIN_ACTIVITIES, Copytool, TransferFailure, output_activities, queue_storages
 from .checksum import Digest, copy_stream
 from .cli import transfer_timeout
 from .storage import endpoint_for, file_url
@@ -52,6 +52,7 @@ class RemoteCopytool(Copytool):
             return {}
         started = time.monotonic()
         size = sum(spec.filesize for spec in files if spec.lfn in urls)
+        os.makedirs(staging, exist_ok=True)
         jobs = [{"src": url, "dst": self._local_url(os.path.join(staging, lfn)), "adler32": "", "verify": False}
                 for lfn, url in urls.items()]
         verdicts = batch.run_batch(self.batch_tool, jobs, self._width(ctx, len(jobs)), transfer_timeout(ctx, size),
@@ -120,7 +121,7 @@ class RemoteCopytool(Copytool):
     def source_url(self, spec: FileSpec, ctx) -> str:
         if spec.turl and "://" in spec.turl:
             return self._check_scheme(spec.turl, spec)
-        names = [spec.ddmendpoint] + self._queue_storages(ctx, STAGEIN_ACTIVITIES)
+        names = [spec.ddmendpoint] + queue_storages(ctx, STAGEIN_ACTIVITIES)
         found = endpoint_for(ctx.storage, [n for n in names if n], READ_PROTOCOLS, f"stage-in of {spec.lfn}")
         if not found:
             raise TransferFailure(1100, f"no replica for {spec.lfn}: no storage endpoint among {names} in the "
@@ -129,8 +130,7 @@ class RemoteCopytool(Copytool):
         return self._check_scheme(file_url(found[1], spec.scope, spec.lfn), spec)
 
     def destination_url(self, spec: FileSpec, ctx) -> str:
-        activities = ("pl",) + STAGEOUT_ACTIVITIES if spec.role == "log" else STAGEOUT_ACTIVITIES
-        names = [spec.ddmendpoint] + self._queue_storages(ctx, activities)
+        names = [spec.ddmendpoint] + queue_storages(ctx, output_activities(spec))
         try:
             found = endpoint_for(ctx.storage, [n for n in names if n], WRITE_PROTOCOLS, f"stage-out of {spec.lfn}")
         except PilotError as exc:
@@ -139,14 +139,6 @@ class RemoteCopytool(Copytool):
             raise TransferFailure(1133, f"no storage for {spec.lfn}: none of {names} is in the storage data")
         spec.ddmendpoint = found[0].name
         return self._check_scheme(file_url(found[1], spec.scope or "pilot", spec.lfn), spec)
-
-    @staticmethod
-    def _queue_storages(ctx, activities):
-        for activity in activities:
-            names = ctx.queuedata.astorages.get(activity)
-            if names:
-                return list(names)
-        return []
 
 
 class Progress:

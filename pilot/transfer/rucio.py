@@ -16,15 +16,16 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
 from typing import Optional
 
 from ..job import FileSpec
-from .base import Copytool, TransferFailure
+from .base import Copytool, TransferFailure, output_activities, queue_storages
 from .checksum import Digest, mismatch_code
-from .cli import run_tool, transfer_timeout
+from .cli import error_code, run_tool, transfer_timeout
 from .remote import local_digest
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ RUCIO_ERRORS = {
     "CannotAuthenticate": (1338, 1383), "AccessDenied": (1338, 1383), "CannotAuthorize": (1338, 1383),
     "ServiceUnavailable": (1316, 1316), "RucioException": (1099, 1137), "ImportError": (1099, 1137),
     "ConnectionError": (1316, 1316), "ServerConnectionException": (1316, 1316),
+    "DatabaseException": (1316, 1316),  # the Rucio server's database, e.g. locked: a server-side, passing problem
 }
 
 
@@ -169,14 +171,10 @@ class RucioCopytool(Copytool):
 
     @staticmethod
     def _default_rse(ctx, spec: FileSpec) -> str:
-        from .base import STAGEOUT_ACTIVITIES
-
-        activities = ("pl",) + STAGEOUT_ACTIVITIES if spec.role == "log" else STAGEOUT_ACTIVITIES
-        for activity in activities:
-            names = ctx.queuedata.astorages.get(activity)
-            if names:
-                return names[0]
-        raise TransferFailure(1133, f"no RSE for {spec.lfn}: the job names none and the queue has no astorages")
+        names = queue_storages(ctx, output_activities(spec))
+        if not names:
+            raise TransferFailure(1133, f"no RSE for {spec.lfn}: the job names none and the queue has no astorages")
+        return names[0]
 
     # --- running the worker / the CLI ---------------------------------------------------------------------
     def _api(self, python: str, request: dict, ctx, timeout: float, direction: str, spec: FileSpec) -> dict:
@@ -202,8 +200,6 @@ class RucioCopytool(Copytool):
     @staticmethod
     def _cli_failure(text: str, direction: str, spec: FileSpec) -> TransferFailure:
         """The CLI's error lines (ANSI colours stripped) -> a code: Rucio's exception names first, then §5.3."""
-        import re
-
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in text.splitlines()]
         errors = [line.split("ERROR", 1)[1].strip() for line in lines if "ERROR" in line] or lines[-2:]
         message = " ".join(" ".join(errors).split())
@@ -238,8 +234,6 @@ class RucioCopytool(Copytool):
         error, message = result.get("error") or "FAILED", result.get("message") or ""
         codes = RUCIO_ERRORS.get(error)
         if codes is None:
-            from .cli import error_code
-
             code = error_code(f"{error} {message}", direction)
         else:
             code = codes[0] if direction == "in" else codes[1]

@@ -9,6 +9,7 @@ the list gets them one by one. Traces are best effort: a slow or failing trace s
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import time
@@ -29,7 +30,9 @@ def enabled(ctx) -> bool:
     return bool(ctx.config.rucio.url) and bool(getattr(ctx.args, "use_rucio_traces", True))
 
 
+@functools.lru_cache(maxsize=1)
 def _ip() -> str:
+    """The node's outgoing address (asked once)."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # no packet is sent
             probe.connect(("192.0.2.1", 9))

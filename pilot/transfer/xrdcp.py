@@ -56,6 +56,7 @@ class XrdcpCopytool(RemoteCopytool):
             return {}
         timeout = transfer_timeout(ctx, sum(spec.filesize for spec in files if spec.lfn in urls))
         started = time.monotonic()
+        os.makedirs(staging, exist_ok=True)
         failed = set()
         try:
             run_tool(["xrdcp", "-np", "-f", "--parallel", str(self._width(ctx, len(urls)))] + list(urls.values())

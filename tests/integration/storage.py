@@ -43,3 +43,26 @@ class Storage:
 
     def stored(self, rse, scope, lfn):
         return self.servers.path("rucio/" + deterministic_path(scope, lfn), RSES[rse][1])
+
+
+def run_pilot_job(storage, tmp_path, jobdir, queue_name, read_tool, write_tool, read_rse, write_rse, env=None,
+                  timeout=300):
+    """pilot.py on the job files in `jobdir`, with a queue reading through `read_tool` from `read_rse` and writing
+    outputs and log through `write_tool` to `write_rse`; returns the PilotRun."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.pilotrun import PILOT, PilotRun
+
+    queue = tmp_path / "queue.json"
+    queue.write_text(json.dumps({"nickname": queue_name, "state": "ACTIVE", "status": "online",
+                                 "copytools": {read_tool: {}, write_tool: {}},
+                                 "acopytools": {"read_lan": [read_tool], "write_lan": [write_tool], "pl": [write_tool]},
+                                 "astorages": {"read_lan": [read_rse], "write_lan": [write_rse], "pl": [write_rse]}}))
+    cmd = [sys.executable, PILOT, "-q", queue_name, "--queuedata-url", str(queue), "--job-source", f"local:{jobdir}",
+           "--storagedata-url", storage.storage_data(tmp_path / "ddm.json"), "--capath", storage.cert_dir,
+           "-a", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **storage.env(), **(env or {})))
+    return PilotRun(str(tmp_path), proc, proc.stdout, proc.stderr)

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import types
 import zlib
 
@@ -15,7 +13,8 @@ from pilot.queuedata import from_dict
 from pilot.transfer.base import get_copytool
 from pilot.transfer.storage import load_storage_data
 from pilot.trigger import Trigger
-from tests.e2e.pilotrun import PILOT, PilotRun, job_definition, write_job
+from tests.e2e.pilotrun import job_definition, write_job
+from tests.integration.storage import run_pilot_job
 
 pytestmark = pytest.mark.slow
 
@@ -133,18 +132,7 @@ def test_job_from_xrootd_to_webdav_through_pilot(storage, tmp_path, jobdir):
     job.update({"scopeIn": "data24", "ddmEndPointIn": "XRD_ROOT", "ddmEndPointOut": "NGINX_DAVS,NGINX_DAVS",
                 "scopeOut": "user.pilot"})
     write_job(jobdir, job)
-    queue = tmp_path / "queue.json"
-    queue.write_text(json.dumps({"nickname": "STORE", "state": "ACTIVE", "status": "online",
-                                 "copytools": {"xrdcp": {}, "gfal": {}},
-                                 "acopytools": {"read_lan": ["xrdcp"], "write_lan": ["gfal"], "pl": ["gfal"]},
-                                 "astorages": {"read_lan": ["XRD_ROOT"], "write_lan": ["NGINX_DAVS"],
-                                               "pl": ["NGINX_DAVS"]}}))
-    cmd = [sys.executable, PILOT, "-q", "STORE", "--queuedata-url", str(queue), "--job-source", f"local:{jobdir}",
-           "--storagedata-url", storage.storage_data(tmp_path / "ddm.json"), "--capath", storage.cert_dir,
-           "-a", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, **storage.env()))
-    run = PilotRun(str(tmp_path), proc, proc.stdout, proc.stderr)
+    run = run_pilot_job(storage, tmp_path, jobdir, "STORE", "xrdcp", "gfal", "XRD_ROOT", "NGINX_DAVS", timeout=120)
     final = run.final(1201)
     assert final["state"] == "finished", run.stderr[-3000:]
     info = json.loads(final["xml"])

@@ -107,9 +107,8 @@ def test_server_down_is_a_rucio_service_code(rucio_env, tmp_path, monkeypatch):
 
 def test_job_inputs_from_xrootd_outputs_to_a_rucio_rse_through_pilot(rucio_env, storage, tmp_path):
     """Issue 4's end-to-end case: xrdcp reads the input from XRootD, rucio uploads output and log to XRD_TEST."""
-    import sys
-
-    from tests.e2e.pilotrun import PILOT, PilotRun, job_definition, write_job
+    from tests.e2e.pilotrun import job_definition, write_job
+    from tests.integration.storage import run_pilot_job
 
     jobdir = tmp_path / "jobs"
     jobdir.mkdir()
@@ -121,18 +120,8 @@ def test_job_inputs_from_xrootd_outputs_to_a_rucio_rse_through_pilot(rucio_env, 
     job.update({"scopeIn": "data24", "ddmEndPointIn": "XRD_ROOT", "ddmEndPointOut": "XRD_TEST,XRD_TEST",
                 "scopeOut": "test", "scopeLog": "test"})
     write_job(jobdir, job)
-    queue = tmp_path / "queue.json"
-    queue.write_text(json.dumps({"nickname": "RUCIOQ", "state": "ACTIVE", "status": "online",
-                                 "copytools": {"xrdcp": {}, "rucio": {}},
-                                 "acopytools": {"read_lan": ["xrdcp"], "write_lan": ["rucio"], "pl": ["rucio"]},
-                                 "astorages": {"read_lan": ["XRD_ROOT"], "write_lan": ["XRD_TEST"],
-                                               "pl": ["XRD_TEST"]}}))
-    cmd = [sys.executable, PILOT, "-q", "RUCIOQ", "--queuedata-url", str(queue), "--job-source", f"local:{jobdir}",
-           "--storagedata-url", storage.storage_data(tmp_path / "ddm.json"), "--capath", storage.cert_dir,
-           "-a", str(tmp_path)]
-    env = dict(os.environ, PILOT_CFG_RUCIO_REGISTER="true", PILOT_CFG_RUCIO_URL=rucio_env.url + "/traces/")
-    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, env=env)
-    run = PilotRun(str(tmp_path), proc, proc.stdout, proc.stderr)
+    run = run_pilot_job(storage, tmp_path, jobdir, "RUCIOQ", "xrdcp", "rucio", "XRD_ROOT", "XRD_TEST",
+                        env={"PILOT_CFG_RUCIO_REGISTER": "true", "PILOT_CFG_RUCIO_URL": rucio_env.url + "/traces/"})
     final = run.final(1401)
     assert final["state"] == "finished", run.stderr[-3000:]
     info = json.loads(final["xml"])
