@@ -40,9 +40,10 @@ sed "s#@CBASE@#$R/client#g; s#@PORT@#$PORT#g; s#@CA@#$BASE/pki/ca.pem#g" "$HERE/
 from rucio.db.sqla.util import build_database, create_base_vo, create_root_account
 build_database(); create_base_vo(); create_root_account()' </dev/null >"$R/log/bootstrap-db.log" 2>&1) \
     || { tail -20 "$R/log/bootstrap-db.log" >&2; die "database set-up failed"; }
-# 2. REST server: one process (sqlite), threads for concurrency
+# 2. REST server: one process, one thread: sqlite takes one writer at a time, and concurrent uploads from a
+#    pilot moving files in parallel otherwise fail with "DatabaseException" (database is locked)
 (cd "$R" && RUCIO_CONFIG="$R/etc/rucio.cfg" timeout 30 "$SRV/bin/gunicorn" --daemon --no-control-socket \
-    --pid "$R/gunicorn.pid" -b "127.0.0.1:$PORT" -w 1 --threads 4 --timeout 60 --graceful-timeout 2 \
+    --pid "$R/gunicorn.pid" -b "127.0.0.1:$PORT" -w 1 --threads 1 --timeout 60 --graceful-timeout 2 \
     --error-logfile "$R/log/gunicorn.err" --access-logfile "$R/log/access.log" \
     rucio.web.rest.flaskapi.v1.main:application </dev/null)
 deadline=$(( $(date +%s) + READY_TIMEOUT ))
