@@ -194,14 +194,19 @@ class PandaChannel(Channel):
         return Reply(ok=True, commands=reply.commands, where=f"{self.base} (update_job)")
 
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
-        path = self.spool.write(job.jobid, data, final)
+        try:
+            path: Optional[str] = self.spool.write(job.jobid, data, final)
+        except OSError as exc:  # a full disk: the update goes out all the same, without a copy for a next pilot
+            log.error("job %s: update not spooled (%s): sending it without a spool copy", job.jobid, exc)
+            path = None
         if not final:
             result = self._send_update(data)
-            self.spool.remove(path)
+            if path:
+                self.spool.remove(path)
             return result if result is not None else Reply(ok=False, where=self.base)
         return self._deliver_final(path, data, f"final update of job {job.jobid}")
 
-    def _deliver_final(self, path: str, data: Dict[str, Any], what: str) -> Reply:
+    def _deliver_final(self, path: Optional[str], data: Dict[str, Any], what: str) -> Reply:
         cfg, ctx = self.ctx.config.pilot, self.ctx
         outcome: Dict[str, Reply] = {}
 
@@ -221,10 +226,10 @@ class PandaChannel(Channel):
         deliver(send, ctx.delivery_deadline, cfg.update_retry_initial, cfg.update_retry_max, wait, what)
         reply = outcome.get("reply")
         if reply is None:  # never answered: stays in the spool for the next pilot or --replay-spool
-            return Reply(ok=False, where=f"spooled in {path}")
-        if reply.ok:
+            return Reply(ok=False, where=f"spooled in {path}" if path else "not delivered, not spooled")
+        if path and reply.ok:
             self.spool.remove(path)
-        else:  # refused for good: keep it for a human, out of the replay set
+        elif path:  # refused for good: keep it for a human, out of the replay set
             os.replace(path, path + ".refused")
         return reply
 

@@ -109,6 +109,22 @@ class MemoryCheck(Check):
         return None
 
 
+DISK_FULL_BYTES = 16 << 20  # below this much free space a disk is full: reports and log files may not fit
+
+
+def free_bytes(path: str) -> int:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def disk_full(path: str) -> bool:
+    """Less than DISK_FULL_BYTES free for the pilot where `path` is (an unreadable disk is not called full)."""
+    try:
+        return free_bytes(path) < DISK_FULL_BYTES
+    except OSError:
+        return False
+
+
 class DiskSpaceCheck(Check):
     name = "disk space"
 

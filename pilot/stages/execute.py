@@ -9,7 +9,7 @@ from typing import Optional
 
 from ..errors import PilotError
 from ..job import Job, JobState
-from ..monitor.checks import MemoryCheck
+from ..monitor.checks import MemoryCheck, disk_full, free_bytes
 from ..monitor.jobmonitor import JobMonitor
 from ..monitor.sampler import leak_fit, update_fields
 from ..payload.command import payload_command
@@ -65,6 +65,10 @@ class ExecuteStage(Stage):
         # signal (a batch system signals every process of the job: scancel)
         if stop.is_set() and (proc.killed_by_pilot or exit_code != 0):
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
+            return
+        if disk_full(job.workdir):  # whatever the payload's exit code says, its results cannot be trusted
+            job.fail(1098, f"disk full when the payload ended: {free_bytes(job.workdir) >> 20} MB free in the "
+                           f"work dir")
             return
         problem = failure(exit_code, tail(os.path.join(job.workdir, cfg.payload.payloadstderr)), job.workdir,
                           bool(job.container))
