@@ -210,6 +210,7 @@ def run(args) -> int:
     setup_logging(main_dir, config.pilot.pilotlog, args.debug, not args.nopilotlog, args.log_format)
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, args.queue, main_dir,
              os.getpid(), sys.version.split()[0])
+    check_dependencies()
     if not become_subreaper():
         log.warning("could not become a child subreaper: daemonised payload processes may escape clean-up")
     queuedata = load_queuedata(args.queue, args.queuedata_url, config.information.queuedata_url,
@@ -247,6 +248,30 @@ def run(args) -> int:
     code = pipeline.run()
     summarize(pipeline, code)
     return code
+
+
+RUNTIME_DEPENDENCIES = ("requests", "psutil")
+
+
+def check_dependencies() -> None:
+    """A Python without requests or psutil would take a job it cannot talk about or watch: stop before that (1342).
+
+    Only looked up, not imported (both are loaded later, where used): importing them here would cost every
+    pilot start some 20 MB and a quarter of a second.
+    """
+    import importlib.util
+
+    missing = []
+    for module in RUNTIME_DEPENDENCIES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken package, or one hidden by the environment
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise PilotError(1342, f"Python module(s) {', '.join(missing)} missing in {sys.executable}: install "
+                               f"them (pip install -r requirements.txt) or run the pilot with another Python")
 
 
 def verify_proxy_at_start(args, config) -> None:
