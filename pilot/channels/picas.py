@@ -57,9 +57,9 @@ class PicasChannel(Channel):
         self.cfg = ctx.config.picas
         server, db, auth = read_credentials(target, self.cfg.credentials_file)
         verify: Any = True
-        capath = ctx.args.capath or os.environ.get("X509_CERT_DIR")
-        if ctx.args.cacert and os.path.isfile(ctx.args.cacert):
-            verify = ctx.args.cacert
+        capath = ctx.settings.capath or os.environ.get("X509_CERT_DIR")
+        if ctx.settings.cacert and os.path.isfile(ctx.settings.cacert):
+            verify = ctx.settings.cacert
         elif capath and os.path.isdir(capath):
             verify = capath
         self.couch = Couch(requests, server, db, auth, (float(self.cfg.connect_timeout), float(self.cfg.timeout)),

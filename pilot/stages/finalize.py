@@ -27,7 +27,7 @@ class FinalizeStage(Stage):
         self._write_timing(job)
         log.info("job %s %s: pilotErrorCode=%d transExitCode=%s diag=%r; final report %s", job.jobid,
                  job.state.value, job.error_code, job.trans_exit_code, job.error_diag, reply.where if reply else "-")
-        if job.workdir and self.ctx.args.cleanup and not job.keep_workdir and os.path.isdir(job.workdir):
+        if job.workdir and self.ctx.settings.cleanup and not job.keep_workdir and os.path.isdir(job.workdir):
             shutil.rmtree(job.workdir, ignore_errors=False, onerror=_log_rm_error)
 
     def _job_report(self, job: Job):
