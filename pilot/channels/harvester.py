@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 
 from ..errors import PilotError
 from ..job import Job, parse_jobs, split_definitions
+from ..payload.untrusted import read_inside
 from .base import Channel, Reply
 from .local import write_json_atomic
 
@@ -176,14 +177,14 @@ class HarvesterChannel(Channel):
     def _publish_job_report(self, job: Job) -> None:
         if not job.workdir:
             return
-        source = os.path.join(job.workdir, self.ctx.config.payload.jobreport)
-        try:
-            with open(source, "rb") as handle:
-                report = json.loads(handle.read(1 << 22).decode("utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("job %s: %s not copied for Harvester: %s", job.jobid, source, exc)
+        name = self.ctx.config.payload.jobreport
+        try:  # written by the payload: read inside its work dir only, bounded (payload/untrusted.py)
+            raw = read_inside(job.workdir, name, 1 << 22)
+            if raw is None:
+                return
+            report = json.loads(raw.decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            log.warning("job %s: %s not copied for Harvester: %s", job.jobid, name, str(exc)[:200])
             return
         if isinstance(report, dict):
             for executor in report.get("executor", []) or []:
