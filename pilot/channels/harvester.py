@@ -27,8 +27,9 @@ from urllib.parse import parse_qsl
 
 from ..errors import PilotError
 from ..job import Job, parse_jobs, split_definitions
+from ..payload.untrusted import read_inside
 from .base import Channel, Reply
-from .local import write_json_atomic
+from .local import salvage_jobs, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class HarvesterChannel(Channel):
                 names.append(os.path.join(folder, LEGACY_JOB_FILE))
         return names
 
-    def _take_job_file(self) -> Optional[List[Dict[str, Any]]]:
+    def _take_job_file(self) -> Optional[List[Any]]:  # definitions, or salvaged Jobs
         for path in self.candidates():
             if self.placement:
                 definitions = self._read_shared(path)
@@ -113,6 +114,8 @@ class HarvesterChannel(Channel):
                 os.unlink(self.request_path)
             try:
                 return parse_job_file(text)
+            except RecursionError:  # the ids it names are reported failed (1302): Harvester gets a final state
+                return salvage_jobs(text.encode("utf-8"), path)
             except ValueError as exc:
                 raise PilotError(1008, f"Harvester job file {path} is not valid JSON: {exc}") from None
         return None
@@ -126,6 +129,8 @@ class HarvesterChannel(Channel):
             return None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise PilotError(1008, f"cannot read shared job file {path}: {exc}") from None
+        except RecursionError:
+            raise PilotError(1302, f"shared job file {path} is nested too deeply to be parsed") from None
 
     def _select(self, definitions: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         placement = self.placement
@@ -150,7 +155,9 @@ class HarvesterChannel(Channel):
                 log.info("no job file from Harvester in %s", self.ap)
                 return []
         # Pilot 3 keeps only the first job of a file
-        jobs = parse_jobs(definitions[:max_jobs], self.ctx.config.file.max_field_length, "Harvester job file")
+        salvaged = [job for job in definitions[:max_jobs] if isinstance(job, Job)]
+        jobs = salvaged or parse_jobs(definitions[:max_jobs], self.ctx.config.file.max_field_length,
+                                      "Harvester job file")
         self._served += len(jobs)
         return jobs
 
@@ -183,14 +190,14 @@ class HarvesterChannel(Channel):
     def _publish_job_report(self, job: Job) -> None:
         if not job.workdir:
             return
-        source = os.path.join(job.workdir, self.ctx.config.payload.jobreport)
-        try:
-            with open(source, "rb") as handle:
-                report = json.loads(handle.read(1 << 22).decode("utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("job %s: %s not copied for Harvester: %s", job.jobid, source, exc)
+        name = self.ctx.config.payload.jobreport
+        try:  # written by the payload: read inside its work dir only, bounded (payload/untrusted.py)
+            raw = read_inside(job.workdir, name, 1 << 22)
+            if raw is None:
+                return
+            report = json.loads(raw.decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            log.warning("job %s: %s not copied for Harvester: %s", job.jobid, name, str(exc)[:200])
             return
         if isinstance(report, dict):
             for executor in report.get("executor", []) or []:
