@@ -27,7 +27,7 @@ CLIENT_STATES = {1331: "NO_REPLICA", 1100: "NO_REPLICA", 1151: "CP_TIMEOUT", 115
 
 
 def enabled(ctx) -> bool:
-    return bool(ctx.config.rucio.url) and bool(getattr(ctx.args, "use_rucio_traces", True))
+    return bool(ctx.config.rucio.url) and bool(ctx.settings.use_rucio_traces)
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,7 +76,7 @@ def send(records: List[Dict[str, Any]], ctx) -> int:
 
     url, timeout = ctx.config.rucio.url, float(ctx.config.rucio.trace_timeout)
     deadline = time.monotonic() + timeout
-    verify = getattr(ctx.args, "capath", None) or True
+    verify = ctx.settings.capath or True
     try:
         with requests.Session() as session:
             reply = session.post(url, json=records, timeout=timeout, verify=verify)
