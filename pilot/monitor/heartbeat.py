@@ -14,6 +14,7 @@ debug / debugoff -> heartbeat every debug_heartbeat s; any other command with a 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 import threading
@@ -22,11 +23,18 @@ from typing import Dict, List
 
 from .. import ownprocs
 from ..job import Job
+from ..threads import INTERNAL_ERROR, GuardedThread, internal_diag
 
 log = logging.getLogger(__name__)
 
 DEBUG_VERBS = ("tail", "ls", "ps", "du")
 MAX_DEBUG_OUTPUT = 2048
+
+
+def _stays_inside(workdir: str, name: str) -> bool:
+    """Whether `name` resolves inside the work dir (the payload may have made it a symlink to anywhere)."""
+    root = os.path.realpath(workdir)
+    return os.path.commonpath([root, os.path.realpath(os.path.join(root, name))]) == root
 
 
 def run_debug_command(command: str, workdir: str) -> str:
@@ -40,6 +48,8 @@ def run_debug_command(command: str, workdir: str) -> str:
     for arg in argv[1:]:
         if arg.startswith("/") or ".." in arg.split("/") or any(ch in arg for ch in ";|&$`<>\n"):
             return f"debug command argument {arg!r} not allowed"
+        if workdir and not arg.startswith("-") and not _stays_inside(workdir, arg):
+            return f"debug command argument {arg!r} leads out of the work dir (symbolic link): not allowed"
     try:
         with ownprocs.helper(argv, cwd=workdir or None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL) as proc:
@@ -72,9 +82,11 @@ def apply_commands(ctx, job: Job, commands: List[str]) -> None:
             log.warning("job %s: unknown server command %r ignored", job.jobid, command)
 
 
-class Heartbeat(threading.Thread):
+class Heartbeat(GuardedThread):
+    """A failure while beating one job kills that job (1319); a failure of the thread itself aborts the pilot."""
+
     def __init__(self, ctx, pipeline):
-        super().__init__(name="heartbeat", daemon=True)
+        super().__init__("heartbeat", ctx.request_abort)
         self.ctx = ctx
         self.pipeline = pipeline
         self._cond = threading.Condition()
@@ -112,7 +124,7 @@ class Heartbeat(threading.Thread):
             self._stopped = True
             self._cond.notify()
 
-    def run(self) -> None:
+    def work(self) -> None:
         while True:
             with self._cond:
                 while not self._stopped:
@@ -128,7 +140,12 @@ class Heartbeat(threading.Thread):
                 for job in jobs:
                     self._due[job.jobid] = time.monotonic() + self.interval(job)
             for job in jobs:
-                self.beat(job)
+                try:
+                    self.beat(job)
+                except Exception as exc:
+                    log.error("job %s: heartbeat failed", job.jobid, exc_info=True)
+                    self.unwatch(job)
+                    job.kill.fire(INTERNAL_ERROR, internal_diag("heartbeat", exc))
 
     def beat(self, job: Job) -> None:
         self.pipeline.report(job)

@@ -70,7 +70,7 @@ class ExecuteStage(Stage):
             job.fail(1098, f"disk full when the payload ended: {free_bytes(job.workdir) >> 20} MB free in the "
                            f"work dir")
             return
-        problem = failure(exit_code, tail(os.path.join(job.workdir, cfg.payload.payloadstderr)), job.workdir,
+        problem = failure(exit_code, tail(job.workdir, cfg.payload.payloadstderr), job.workdir,
                           bool(job.container))
         if problem:
             job.fail(*problem)

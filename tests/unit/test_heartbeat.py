@@ -11,9 +11,10 @@ from pilot.trigger import Trigger
 
 
 def ctx():
+    abort = Trigger("abort")
     return types.SimpleNamespace(config=load_config(env={"PILOT_CFG_PILOT_HEARTBEAT": "1",
                                                          "PILOT_CFG_PILOT_DEBUG_HEARTBEAT": "1"}),
-                                 drain=Trigger("drain"), abort=Trigger("abort"))
+                                 drain=Trigger("drain"), abort=abort, request_abort=abort.fire)
 
 
 def job(workdir=""):
@@ -43,6 +44,10 @@ def test_debug_commands_are_restricted(tmp_path):
     assert "not allowed" in run_debug_command("ls ../..", str(tmp_path))
     assert "not allowed" in run_debug_command("ls;reboot", str(tmp_path))
     assert "not allowed" in run_debug_command("gdb --pid 1", str(tmp_path))
+    secret = tmp_path.parent / "secret.txt"
+    secret.write_text("SECRET")
+    (tmp_path / "jobReport.json").symlink_to(secret)  # the payload points a file it wrote outside its dir
+    assert "SECRET" not in run_debug_command("tail jobReport.json", str(tmp_path))
     j = job(str(tmp_path))
     apply_commands(ctx(), j, ["tail -n 2 payload.stdout"])
     assert j.debug_stdout == "line1\nline2\n"
