@@ -83,14 +83,17 @@ def test_sigterm_during_slow_stageout(tmp_path, dirs):
 
 
 def test_sigterm_during_slow_log_tarball(tmp_path, dirs):
-    """An incompressible work dir takes longer to tar than the grace: the tarball is cut at a third of the grace,
-    listed as cut, shipped, and the final report goes out."""
+    """An incompressible work dir takes longer to tar than the grace: the tarball stops at a third of the grace,
+    what did not fit is listed, the tarball is shipped, and the final report goes out."""
     jobs, storage = dirs
-    write_job(jobs, job_definition(1622, pars="-c 'head -c 180000000 /dev/urandom > big.bin'"))
+    # 60 incompressible files of 3 MB: the tarball stops between files (no big file to pad with zeros)
+    script = "for i in $(seq 60); do head -c 3000000 /dev/urandom > part$i.bin; done"
+    write_job(jobs, job_definition(1622, pars=f"-c '{script}'"))
     proc = start_pilot(tmp_path, jobs, storage)
     wait_for(lambda: glob.glob(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "PanDA_Pilot-1622",
                                             "1622.job.log.tgz.part")), proc)
     run, final = sigterm_and_finish(tmp_path, proc, 1622)
     assert "log tarball cut at the abort grace" in final["pilotErrorDiag"]
     assert os.path.exists(storage / "1622.job.log.tgz")
+    assert "no time left" in run.stderr
     assert not glob.glob(str(storage / "*.part"))
