@@ -84,6 +84,9 @@ class RetrieveThread(threading.Thread):
                 except PilotError as exc:
                     self.failures += 1
                     self.error_code = exc.code
+                    if not exc.retry:
+                        log.error("getJob failed: %s (not retried)", exc)
+                        return
                     log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.args.getjob_failures, exc)
                     if self.failures < self.ctx.args.getjob_failures:
                         pause = next(self._backoff)
