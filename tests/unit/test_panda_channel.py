@@ -79,12 +79,12 @@ def make_channel(tmp_path, url, lifetime=86400.0, **cfg):
     env = {"PILOT_CFG_PILOT_UPDATE_RETRY_INITIAL": "0.05", "PILOT_CFG_PILOT_UPDATE_RETRY_MAX": "0.1",
            "PILOT_CFG_PILOT_HTTP_MAXTIME": "5"}
     env.update({f"PILOT_CFG_PILOT_{key.upper()}": str(value) for key, value in cfg.items()})
-    args = types.SimpleNamespace(url=url, port=25443, capath="", cacert="", queue="Q", job_label="managed",
+    settings = types.SimpleNamespace(url=url, port=25443, capath="", cacert="", queue="Q", job_label="managed",
                                  version_tag="PR", resource_type="", jobtype="", workerpilotstatusupdate=False)
     started = time.monotonic()
     abort = Trigger("abort")
     ctx = types.SimpleNamespace(
-        config=load_config(env=env), args=args, queuedata=from_dict({"maxtime": int(lifetime)}, "Q"),
+        config=load_config(env=env), settings=settings, queuedata=from_dict({"maxtime": int(lifetime)}, "Q"),
         paths=types.SimpleNamespace(main=str(tmp_path)), abort=abort, lifetime=lifetime,
         elapsed=lambda: time.monotonic() - started, remaining=lambda: lifetime - (time.monotonic() - started),
         delivery_deadline=lambda: started + 3.0)

@@ -14,12 +14,10 @@ PANDA_STAMP="$PANDA_VENV/.pilot-test-panda-$PANDA_SERVER_VERSION-$(cksum < "$HER
 log() { echo "[panda $(date +%T)] $*" >&2; }
 die() { echo "[panda $(date +%T)] ERROR: $*" >&2; exit 1; }
 
-# The panda-database schema (PanDAWMS/panda-database, not on PyPI): shared/ beside the repository's top.
+# The panda-database schema (PanDAWMS/panda-database, Apache 2.0, not on PyPI): the subset the harness loads is
+# vendored in panda-database/ next to this file; PANDA_DB_SCHEMA points at another checkout instead.
 panda_schema_dir() {
-    if [ -n "${PANDA_DB_SCHEMA:-}" ]; then echo "$PANDA_DB_SCHEMA"; return; fi
-    local top
-    top=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null) || top=$(cd "$HERE/../../.." && pwd)
-    echo "$top/../shared/panda-database"
+    echo "${PANDA_DB_SCHEMA:-$HERE/panda-database}"
 }
 
 # is_ours PID MARKER...: the process exists and its command line contains every MARKER (guards against recycled

@@ -25,7 +25,7 @@ PG_PORT=${3:-${PANDA_TEST_PG_PORT:-55432}}
 IDP_PORT=${4:-${PANDA_TEST_IDP_PORT:-25099}}
 PDB=$(panda_schema_dir)
 SQLS=$PDB/schema/postgres/sqls
-[ -f "$SQLS/init_step.sql" ] || die "PanDA schema not found in $PDB (expected shared/panda-database beside the repository; or set PANDA_DB_SCHEMA)"
+[ -f "$SQLS/init_step.sql" ] || die "PanDA schema not found in $PDB (vendored in tests/servers/panda/panda-database; or set PANDA_DB_SCHEMA)"
 PGDATA=$BASE/pgdata
 LOGS=$BASE/logs
 export PANDA_HOME=$BASE/home
