@@ -26,6 +26,7 @@ import time
 from typing import Dict, List
 
 from ..job import Job
+from ..threads import INTERNAL_ERROR, GuardedThread, internal_diag
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,11 @@ def apply_commands(ctx, job: Job, commands: List[str]) -> None:
             log.warning("job %s: unknown server command %r ignored", job.jobid, command)
 
 
-class Heartbeat(threading.Thread):
+class Heartbeat(GuardedThread):
+    """A failure while beating one job kills that job (1319); a failure of the thread itself aborts the pilot."""
+
     def __init__(self, ctx, pipeline):
-        super().__init__(name="heartbeat", daemon=True)
+        super().__init__("heartbeat", ctx.request_abort)
         self.ctx = ctx
         self.pipeline = pipeline
         self._cond = threading.Condition()
@@ -127,7 +130,7 @@ class Heartbeat(threading.Thread):
             self._stopped = True
             self._cond.notify()
 
-    def run(self) -> None:
+    def work(self) -> None:
         while True:
             with self._cond:
                 while not self._stopped:
@@ -149,9 +152,19 @@ class Heartbeat(threading.Thread):
                     if check > 0:
                         self._check_due[job.jobid] = time.monotonic() + check
             for job in jobs:
-                self.beat(job)
+                try:
+                    self.beat(job)
+                except Exception as exc:
+                    log.error("job %s: heartbeat failed", job.jobid, exc_info=True)
+                    self.unwatch(job)
+                    job.kill.fire(INTERNAL_ERROR, internal_diag("heartbeat", exc))
             for job in checked:
-                self.pipeline.check_commands(job)
+                try:
+                    self.pipeline.check_commands(job)
+                except Exception as exc:
+                    log.error("job %s: command check failed", job.jobid, exc_info=True)
+                    self.unwatch(job)
+                    job.kill.fire(INTERNAL_ERROR, internal_diag("command check", exc))
 
     def beat(self, job: Job) -> None:
         self.pipeline.report(job)
