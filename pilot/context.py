@@ -18,6 +18,7 @@ from . import __version__
 from .config import Config
 from .errors import signal_code
 from .queuedata import QueueData
+from .settings import Settings
 from .trigger import Trigger
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _batch_id() -> str:
 @dataclass
 class Context:
     config: Config
-    args: Any  # the parsed command line (argparse.Namespace)
+    settings: Settings  # the command line, typed (built once by main)
     queuedata: QueueData
     paths: Paths
     started: float = field(default_factory=time.time)  # wall clock at pilot start
@@ -79,7 +80,10 @@ class Context:
         if self.abort.is_set():
             return False
         self.signum = signum
-        return self.abort.fire(signal_code(signum), f"pilot received {name}")
+        code = signal_code(signum)
+        if code == 1201 and self.settings.pod:  # Pilot 3: a SIGTERM in a Kubernetes pod is a preemption
+            code = 1379
+        return self.abort.fire(code, f"pilot received {name}")
 
     def delivery_deadline(self) -> float:
         """time.monotonic() by which pending reports must be delivered: the abort grace, else the lifetime."""
@@ -93,7 +97,7 @@ class Context:
 
     # --- what every server update carries --------------------------------------------------------------------
     def static_update_fields(self) -> Dict[str, Optional[str]]:
-        version_tag = getattr(self.args, "version_tag", "PR") or "PR"
+        version_tag = self.settings.version_tag or "PR"
         return {
             "siteName": self.queuedata.resource,
             "node": socket.gethostname(),

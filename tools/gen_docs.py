@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate docs/configuration.md (from pilot/default.cfg) and docs/error-codes.md (from pilot/errors.py).
+"""Generate docs/configuration.md (from pilot/default.cfg), docs/error-codes.md (from pilot/errors.py) and
+docs/command-line.md (from the parser in pilot/options.py).
 
 `--check` exits 1 when a checked-in reference differs from what would be generated (CI runs it through
 tests/unit/test_docs.py), so the references cannot go stale.
@@ -79,7 +80,13 @@ def error_codes_md() -> str:
     return "\n".join(lines) + "\n"
 
 
-DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md}
+def command_line_md() -> str:
+    from pilot.options import help_markdown
+
+    return help_markdown()
+
+
+DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md, "command-line.md": command_line_md}
 
 
 def main() -> int:

@@ -60,7 +60,7 @@ class PandaChannel(Channel):
         self.ctx = ctx
         self.requests = requests
         cfg = ctx.config.pilot
-        self.base = server_url(ctx.args.url, ctx.args.port, cfg.pandaserver)
+        self.base = server_url(ctx.settings.url, ctx.settings.port, cfg.pandaserver)
         self.api = cfg.panda_api  # auto | v1 | legacy
         if self.api not in ("auto", "v1", "legacy"):
             raise PilotError(1008, f"[Pilot] panda_api must be auto, v1 or legacy, not {self.api!r}")
@@ -74,10 +74,10 @@ class PandaChannel(Channel):
 
     # --- transport --------------------------------------------------------------------------------------------
     def _setup_auth(self) -> None:
-        args = self.ctx.args
-        capath = args.capath or os.environ.get("X509_CERT_DIR")
-        if args.cacert and os.path.isfile(args.cacert):
-            self.session.verify = args.cacert
+        settings = self.ctx.settings
+        capath = settings.capath or os.environ.get("X509_CERT_DIR")
+        if settings.cacert and os.path.isfile(settings.cacert):
+            self.session.verify = settings.cacert
         elif capath and os.path.isdir(capath):
             self.session.verify = capath
         self.token_file = _token_path()
@@ -145,21 +145,21 @@ class PandaChannel(Channel):
 
     # --- jobs -------------------------------------------------------------------------------------------------
     def acquire_params(self, n_jobs: int) -> Dict[str, Any]:
-        ctx, args = self.ctx, self.ctx.args
+        ctx, settings = self.ctx, self.ctx.settings
         free_mb = shutil.disk_usage(ctx.paths.main).free // (1024 * 1024)
         if ctx.queuedata.maxwdir:
             free_mb = min(free_mb, ctx.queuedata.maxwdir)
         memory = ctx.queuedata.maxrss or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // (1 << 20)
-        label = args.job_label
+        label = settings.job_label
         for (tag, from_label), to_label in LABEL_BY_VERSION_TAG.items():
-            if args.version_tag == tag and (from_label is None or from_label == label):
+            if settings.version_tag == tag and (from_label is None or from_label == label):
                 label = to_label
         params: Dict[str, Any] = {
-            "site_name": ctx.queuedata.resource or args.queue, "computing_element": args.queue,
+            "site_name": ctx.queuedata.resource or settings.queue, "computing_element": settings.queue,
             "prod_source_label": label, "node": socket.gethostname(), "memory": int(memory),
             "disk_space": int(free_mb), "n_jobs": n_jobs, "remaining_time": int(max(0, ctx.remaining())),
         }
-        optional = {"resource_type": args.resource_type, "job_type": args.jobtype,
+        optional = {"resource_type": settings.resource_type, "job_type": settings.jobtype,
                     "harvester_id": os.environ.get("HARVESTER_ID", ""),
                     "scheduler_id": os.environ.get("PANDA_JSID", "")}
         params.update({key: value for key, value in optional.items() if value})
@@ -254,7 +254,7 @@ class PandaChannel(Channel):
     def worker_status(self, status: str) -> None:
         """update_worker_status started/finished, for Harvester-submitted pilots (HARVESTER_ID and _WORKER_ID)."""
         harvester, worker = os.environ.get("HARVESTER_ID", ""), os.environ.get("HARVESTER_WORKER_ID", "")
-        if not (harvester and worker.isdigit()) or not self.ctx.args.workerpilotstatusupdate:
+        if not (harvester and worker.isdigit()) or not self.ctx.settings.workerpilotstatusupdate:
             return
         body = {"worker_id": int(worker), "harvester_id": harvester, "status": status, "node_id": socket.gethostname()}
         try:
@@ -267,7 +267,7 @@ class PandaChannel(Channel):
     def worker_node(self) -> None:
         """update_worker_node: the node's hardware, for the server's worker-node map."""
         body = {"site": self.ctx.queuedata.site or self.ctx.queuedata.resource, "host_name": socket.gethostname(),
-                "cpu_model": _cpu_model(), "panda_queue": self.ctx.args.queue, "n_logical_cpus": os.cpu_count() or 1,
+                "cpu_model": _cpu_model(), "panda_queue": self.ctx.settings.queue, "n_logical_cpus": os.cpu_count() or 1,
                 "total_memory": int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)),
                 "total_local_disk": int(shutil.disk_usage(self.ctx.paths.main).total // (1 << 30))}
         try:

@@ -116,8 +116,8 @@ def _parse_body(text: str) -> Any:
     if stripped.startswith(("{", "[")):
         try:
             return json.loads(stripped)
-        except ValueError:
-            return None  # truncated or corrupt JSON: not a URL-encoded reply either
+        except (ValueError, RecursionError):
+            return None  # truncated, corrupt or absurdly nested JSON: not a URL-encoded reply either
     if stripped == "Succeeded":
         return {"StatusCode": 0}
     if "=" in stripped:
@@ -164,7 +164,7 @@ def decode_reply(text: str) -> ServerReply:
         elif status == 0 and isinstance(body.get("jobs"), str):
             try:
                 reply.jobs = [job for job in json.loads(body["jobs"]) if isinstance(job, dict)]
-            except ValueError:
+            except (ValueError, RecursionError):
                 reply.ok, reply.message = False, "legacy getJob reply has unreadable 'jobs'"
         if status == 20:
             reply.message = reply.message or "No jobs in PanDA"

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ERRORS, PilotError
 from ..job import Job
+from ..payload.untrusted import read_inside, tail_inside
 from ..transfer.surl import mask
 from .base import Channel, Reply
 from .picas_couch import Conflict, Couch, CouchError, Unavailable, read_credentials
@@ -57,9 +58,9 @@ class PicasChannel(Channel):
         self.cfg = ctx.config.picas
         server, db, auth = read_credentials(target, self.cfg.credentials_file)
         verify: Any = True
-        capath = ctx.args.capath or os.environ.get("X509_CERT_DIR")
-        if ctx.args.cacert and os.path.isfile(ctx.args.cacert):
-            verify = ctx.args.cacert
+        capath = ctx.settings.capath or os.environ.get("X509_CERT_DIR")
+        if ctx.settings.cacert and os.path.isfile(ctx.settings.cacert):
+            verify = ctx.settings.cacert
         elif capath and os.path.isdir(capath):
             verify = capath
         self.couch = Couch(requests, server, db, auth, (float(self.cfg.connect_timeout), float(self.cfg.timeout)),
@@ -352,13 +353,14 @@ class PicasChannel(Channel):
         parts = []
         payload = self.ctx.config.payload
         for name in (payload.payloadstdout, payload.payloadstderr):
-            path = os.path.join(job.workdir, name) if job.workdir else ""
-            try:
-                with open(path, "rb") as handle:
-                    handle.seek(max(0, os.path.getsize(path) - limit))
-                    text = handle.read().decode("utf-8", "replace")
-            except OSError:
+            try:  # the payload's files: inside its work dir only (payload/untrusted.py)
+                raw = tail_inside(job.workdir, name, limit) if job.workdir else None
+            except OSError as exc:
+                log.warning("job %s: %s not attached: %s", job.jobid, name, exc)
                 continue
+            if raw is None:
+                continue
+            text = raw.decode("utf-8", "replace")
             parts.append(f"===== {name} (last {limit // 1024} kB) =====\n{text}")
         if job.errors:
             parts.append(f"===== pilot =====\npilotErrorCode={job.error_code} {job.error_diag}\n")
@@ -373,10 +375,12 @@ class PicasChannel(Channel):
         name = self.cfg.results_file
         if name and job.workdir:
             try:
-                with open(os.path.join(job.workdir, name), encoding="utf-8", errors="replace") as handle:
-                    return handle.readline().strip()[:1000]
-            except OSError:
+                raw = read_inside(job.workdir, name, 1 << 16)
+            except OSError as exc:
+                log.warning("job %s: %s not read: %s", job.jobid, name, exc)
                 return ""
+            lines = (raw or b"").decode("utf-8", "replace").splitlines()
+            return lines[0].strip()[:1000] if lines else ""
         return ""
 
     def close(self) -> None:

@@ -216,7 +216,7 @@ class ProxyCheck(Check):
         from .proxy import check_proxy, proxy_path
 
         ctx = state.ctx
-        if not ctx.args.verify_proxy or not os.path.exists(proxy_path()):
+        if not ctx.settings.verify_proxy or not os.path.exists(proxy_path()):
             return None
         return check_proxy(proxy_path(), ctx.config.pilot.proxy_min_lifetime_running, 1370)
 

@@ -14,6 +14,7 @@ debug / debugoff -> heartbeat every debug_heartbeat s; any other command with a 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 import threading
@@ -28,6 +29,12 @@ DEBUG_VERBS = ("tail", "ls", "ps", "du")
 MAX_DEBUG_OUTPUT = 2048
 
 
+def _stays_inside(workdir: str, name: str) -> bool:
+    """Whether `name` resolves inside the work dir (the payload may have made it a symlink to anywhere)."""
+    root = os.path.realpath(workdir)
+    return os.path.commonpath([root, os.path.realpath(os.path.join(root, name))]) == root
+
+
 def run_debug_command(command: str, workdir: str) -> str:
     """Run an allowed debug command (no shell; paths must stay inside the work dir); its output, truncated."""
     try:
@@ -39,6 +46,8 @@ def run_debug_command(command: str, workdir: str) -> str:
     for arg in argv[1:]:
         if arg.startswith("/") or ".." in arg.split("/") or any(ch in arg for ch in ";|&$`<>\n"):
             return f"debug command argument {arg!r} not allowed"
+        if workdir and not arg.startswith("-") and not _stays_inside(workdir, arg):
+            return f"debug command argument {arg!r} leads out of the work dir (symbolic link): not allowed"
     try:
         done = subprocess.run(argv, cwd=workdir or None, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -59,7 +59,7 @@ class ExecuteStage(Stage):
         if stop.is_set() and (proc.killed_by_pilot or exit_code != 0):
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
             return
-        problem = failure(exit_code, tail(os.path.join(job.workdir, cfg.payload.payloadstderr)), job.workdir,
+        problem = failure(exit_code, tail(job.workdir, cfg.payload.payloadstderr), job.workdir,
                           bool(job.container))
         if problem:
             job.fail(*problem)

@@ -9,6 +9,7 @@ import shutil
 import time
 
 from ..job import Job, JobState
+from ..payload.untrusted import read_inside
 from .base import Stage
 
 log = logging.getLogger(__name__)
@@ -27,25 +28,22 @@ class FinalizeStage(Stage):
         self._write_timing(job)
         log.info("job %s %s: pilotErrorCode=%d transExitCode=%s diag=%r; final report %s", job.jobid,
                  job.state.value, job.error_code, job.trans_exit_code, job.error_diag, reply.where if reply else "-")
-        if job.workdir and self.ctx.args.cleanup and not job.keep_workdir and os.path.isdir(job.workdir):
+        if job.workdir and self.ctx.settings.cleanup and not job.keep_workdir and os.path.isdir(job.workdir):
             shutil.rmtree(job.workdir, ignore_errors=False, onerror=_log_rm_error)
 
     def _job_report(self, job: Job):
         if not job.workdir:
             return None
-        path = os.path.join(job.workdir, self.ctx.config.payload.jobreport)
-        try:
-            with open(path, "rb") as handle:
-                text = handle.read(MAX_METADATA + 1).decode("utf-8")
-            if len(text) > MAX_METADATA:
-                log.warning("job %s: %s larger than %d bytes, not sent", job.jobid, path, MAX_METADATA)
+        name = self.ctx.config.payload.jobreport
+        try:  # the payload wrote it: no symlink out of the work dir, no FIFO, bounded (payload/untrusted.py)
+            raw = read_inside(job.workdir, name, MAX_METADATA)
+            if raw is None:
                 return None
+            text = raw.decode("utf-8")
             json.loads(text)
             return text
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            log.warning("job %s: %s not sent: %s", job.jobid, path, exc)
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            log.warning("job %s: %s not sent: %s", job.jobid, name, str(exc)[:200])
             return None
 
     def _write_timing(self, job: Job) -> None:

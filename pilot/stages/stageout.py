@@ -11,6 +11,7 @@ import tarfile
 
 from ..errors import PilotError
 from ..job import Job, JobState, check_lfn
+from ..transfer import destinations
 from ..transfer.base import LOG_ACTIVITIES, STAGEOUT_ACTIVITIES
 from .base import Stage
 from .stagein import transfer_files
@@ -41,14 +42,24 @@ class StageOutStage(Stage):
             self._stage(job, [job.logfile], LOG_ACTIVITIES)
 
     def _stage(self, job: Job, files, activities) -> None:
+        destinations.prepare(self.ctx, files, activities)
+        self._transfer(job, files, activities)
+        if destinations.allow(self.ctx, job):
+            again = destinations.retry_candidates(self.ctx, job, files)
+            if again:
+                self._transfer(job, again, activities)
+                log.info("job %s: alternative stage-out: %d of %d file(s) stored", job.jobid,
+                         sum(spec.status == "transferred" for spec in again), len(again))
+        failed = [spec for spec in files if spec.status != "transferred"]
+        if failed:
+            job.fail(failed[0].status_code, failed[0].diag)
+
+    def _transfer(self, job: Job, files, activities) -> None:
         try:
             transfer_files(self.ctx, job, files, activities, "out")
         except PilotError as exc:
             for spec in files:
                 spec.status, spec.status_code, spec.diag = "failed", exc.code, exc.diag
-        failed = [spec for spec in files if spec.status != "transferred"]
-        if failed:
-            job.fail(failed[0].status_code, failed[0].diag)
 
 
 def make_log_tarball(job: Job, ctx) -> str:

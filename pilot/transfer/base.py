@@ -28,6 +28,8 @@ REGISTRY: Dict[str, str] = {
     "gfal": "pilot.transfer.gfal:GfalCopytool",
     "gfalcopy": "pilot.transfer.gfal:GfalCopytool",
     "rucio": "pilot.transfer.rucio:RucioCopytool",
+    "s3": "pilot.transfer.s3:S3Copytool",
+    "objectstore": "pilot.transfer.s3:S3Copytool",  # Pilot 3's name for its object-store copytool
 }
 
 # Activity keys Pilot 3 and CRIC use in acopytools/astorages. Anything else is a configuration error.

@@ -43,6 +43,10 @@ def test_debug_commands_are_restricted(tmp_path):
     assert "not allowed" in run_debug_command("ls ../..", str(tmp_path))
     assert "not allowed" in run_debug_command("ls;reboot", str(tmp_path))
     assert "not allowed" in run_debug_command("gdb --pid 1", str(tmp_path))
+    secret = tmp_path.parent / "secret.txt"
+    secret.write_text("SECRET")
+    (tmp_path / "jobReport.json").symlink_to(secret)  # the payload points a file it wrote outside its dir
+    assert "SECRET" not in run_debug_command("tail jobReport.json", str(tmp_path))
     j = job(str(tmp_path))
     apply_commands(ctx(), j, ["tail -n 2 payload.stdout"])
     assert j.debug_stdout == "line1\nline2\n"
