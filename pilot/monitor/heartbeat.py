@@ -22,6 +22,7 @@ import time
 from typing import Dict, List
 
 from ..job import Job
+from ..threads import INTERNAL_ERROR, GuardedThread, internal_diag
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ def apply_commands(ctx, job: Job, commands: List[str]) -> None:
             log.warning("job %s: unknown server command %r ignored", job.jobid, command)
 
 
-class Heartbeat(threading.Thread):
+class Heartbeat(GuardedThread):
+    """A failure while beating one job kills that job (1319); a failure of the thread itself aborts the pilot."""
+
     def __init__(self, ctx, pipeline):
-        super().__init__(name="heartbeat", daemon=True)
+        super().__init__("heartbeat", ctx.request_abort)
         self.ctx = ctx
         self.pipeline = pipeline
         self._cond = threading.Condition()
@@ -118,7 +121,7 @@ class Heartbeat(threading.Thread):
             self._stopped = True
             self._cond.notify()
 
-    def run(self) -> None:
+    def work(self) -> None:
         while True:
             with self._cond:
                 while not self._stopped:
@@ -134,7 +137,12 @@ class Heartbeat(threading.Thread):
                 for job in jobs:
                     self._due[job.jobid] = time.monotonic() + self.interval(job)
             for job in jobs:
-                self.beat(job)
+                try:
+                    self.beat(job)
+                except Exception as exc:
+                    log.error("job %s: heartbeat failed", job.jobid, exc_info=True)
+                    self.unwatch(job)
+                    job.kill.fire(INTERNAL_ERROR, internal_diag("heartbeat", exc))
 
     def beat(self, job: Job) -> None:
         self.pipeline.report(job)

@@ -11,9 +11,10 @@ from pilot.trigger import Trigger
 
 
 def ctx():
+    abort = Trigger("abort")
     return types.SimpleNamespace(config=load_config(env={"PILOT_CFG_PILOT_HEARTBEAT": "1",
                                                          "PILOT_CFG_PILOT_DEBUG_HEARTBEAT": "1"}),
-                                 drain=Trigger("drain"), abort=Trigger("abort"))
+                                 drain=Trigger("drain"), abort=abort, request_abort=abort.fire)
 
 
 def job(workdir=""):
