@@ -57,6 +57,17 @@ def _token_path() -> Optional[str]:
 class PandaChannel(Channel):
     name = "panda"
 
+    @classmethod
+    def open(cls, ctx, address: str = "", placement=None) -> "PandaChannel":
+        """The channel, after telling the server this worker started and asking it for the resource types."""
+        channel = cls(ctx, os.path.join(ctx.paths.main, "spool"))
+        channel.worker_status("started")
+        if ctx.config.pilot.send_worker_node:
+            channel.worker_node()
+        ctx.resource_types.update(channel.resource_types())
+        log.info("resource types from the server: %s", ", ".join(sorted(ctx.resource_types)) or "none")
+        return channel
+
     def __init__(self, ctx, spool_dir: str):
         import requests  # lazily: only pilots talking to a server pay for it
 

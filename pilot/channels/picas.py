@@ -51,6 +51,10 @@ class Claim:
 class PicasChannel(Channel):
     name = "picas"
 
+    @classmethod
+    def open(cls, ctx, address: str = "", placement=None) -> "PicasChannel":
+        return cls(ctx, address, os.path.join(ctx.paths.main, "spool"))
+
     def __init__(self, ctx, target: str, spool_dir: str):
         import requests  # lazily: only PiCaS pilots pay for it
 
