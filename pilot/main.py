@@ -133,6 +133,11 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     check_dependencies()
     for line in notes(settings):
         log.info("%s", line)
+    from .recovery import sweep
+
+    swept = sweep(main_dir)  # a pilot SIGKILLed in this dir before us may have left its payload running
+    if swept:
+        log.warning("swept %d process(es) that a killed pilot left running", swept)
     if not become_subreaper():
         log.warning("could not become a child subreaper: daemonised payload processes may escape clean-up")
     # the copy in the main work dir is not written into the launch dir: the next pilot there would take it

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Optional
 
+from .. import recovery
 from ..errors import PilotError
 from ..job import Job, JobState
 from ..monitor.checks import MemoryCheck, disk_full, free_bytes
@@ -39,7 +40,10 @@ class ExecuteStage(Stage):
         try:
             job.pid = proc.start()
         except OSError as exc:
+            if proc.cgroup is not None:
+                proc.cgroup.remove(0.0)
             raise PilotError(1305, f"cannot start payload: {exc}") from None
+        record = recovery.record_payload(self.ctx.paths.main, job.jobid, proc)  # for a sweep if we get SIGKILLed
         monitor = JobMonitor(self.ctx, job, proc)
         monitor.start()
         # the "running" update goes from the heartbeat thread: a slow server must not delay noticing the
@@ -53,6 +57,7 @@ class ExecuteStage(Stage):
             exit_code = proc.wait()
         monitor.stop()
         leftovers = proc.cleanup(grace)
+        recovery.forget(record)
         self._record_usage(job, monitor)
         if leftovers:
             log.info("job %s: killed %d process(es) the payload left behind", job.jobid, leftovers)
