@@ -75,6 +75,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class QuietFileHandler(logging.FileHandler):
+    """pilotlog.txt: a full disk costs log lines (said once on stderr), never a traceback per record."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"pilot: cannot write {self.baseFilename}: {sys.exc_info()[1]} (later lines only on stderr)",
+                  file=sys.stderr)
+
+
 def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt: str = "text") -> None:
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
@@ -83,7 +95,7 @@ def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt:
         formatter.converter = time.gmtime
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if to_file:
-        handlers.append(logging.FileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
+        handlers.append(QuietFileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
     root = logging.getLogger()
     for handler in handlers:
         handler.setFormatter(formatter)
@@ -210,32 +222,13 @@ def verify_proxy_at_start(settings: Settings, config) -> None:
 
 
 def make_channel(ctx, source: str, placement=None):
-    """The job channel for `source`; the PanDA one first replays final updates an earlier pilot spooled."""
-    if source.startswith("local"):
-        from .channels.local import LocalChannel
+    """The job channel for `source` (NAME[:ADDRESS], pilot.registry.CHANNELS); it first delivers the final
+    updates an earlier pilot spooled (--replay-spool, and its own spool dir left by a pilot before it)."""
+    from .registry import CHANNELS
 
-        return LocalChannel(ctx, job_dir=source.partition(":")[2])
-    if source == "harvester":
-        from .channels.harvester import HarvesterChannel
-
-        return HarvesterChannel(ctx, placement)
-    if source.startswith("picas:"):
-        from .channels.picas import PicasChannel
-
-        spool_dir = os.path.join(ctx.paths.main, "spool")
-        channel = PicasChannel(ctx, source.partition(":")[2], spool_dir)
-        _replay(channel, ctx.settings.replay_spool, spool_dir)
-        return channel
-    from .channels.panda import PandaChannel
-
-    spool_dir = os.path.join(ctx.paths.main, "spool")
-    channel = PandaChannel(ctx, spool_dir)
-    channel.worker_status("started")
-    if ctx.config.pilot.send_worker_node:
-        channel.worker_node()
-    ctx.resource_types.update(channel.resource_types())
-    log.info("resource types from the server: %s", ", ".join(sorted(ctx.resource_types)) or "none")
-    _replay(channel, ctx.settings.replay_spool, spool_dir)
+    name, _, address = source.partition(":")
+    channel = CHANNELS.get(name).open(ctx, address, placement)
+    _replay(channel, ctx.settings.replay_spool, channel.spool_dir)
     return channel
 
 
