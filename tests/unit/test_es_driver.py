@@ -52,6 +52,7 @@ def make(tmp_path, n, **cfg):
     ctx = types.SimpleNamespace(config=load_config(env=env), queuedata=queue, abort=abort, storage={},
                                 paths=types.SimpleNamespace(main=str(tmp_path), output_dir=str(out)),
                                 remaining=lambda: 3600.0, delivery_deadline=lambda: started + 60,
+                                stageout_deadline=lambda share=2 / 3: float("inf"),
                                 settings=types.SimpleNamespace(use_rucio_traces=False, capath=None))
     job = Job(jobid="42", jobset_id="7", es_kind="eventservice", workdir=str(workdir), started_at=time.time())
     source = Source(n)
