@@ -99,3 +99,4 @@ def test_sigterm_halfway_leaves_finished_ranges_finished(panda, s3, tmp_path):
     assert failed == [["1201"]], failed
     record = panda.job_record(panda_id)
     assert record["pilotErrorCode"] == 1201, err[-3000:]
+    assert f"{panda.queue}/{record['jobName']}.log.tgz" in s3.keys_of("pilot-logs", f"{panda.queue}/")  # log got out
