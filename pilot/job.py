@@ -62,12 +62,13 @@ class FileSpec:
     filesize: int = 0
     checksum: Dict[str, str] = field(default_factory=dict)  # {"adler32": "0a1b2c3d"} or {"md5": ...}
     ddmendpoint: str = ""
+    ddmendpoint_alt: str = ""  # stage-out: the storage tried when `ddmendpoint` fails (alternative stage-out)
     storage_token: str = ""
     dispatch_dblock: str = ""
     prod_dblock: str = ""
     destination_dblock: str = ""
     # run-time results, filled by the copytools
-    status: str = ""  # "" | transferred | failed | no_transfer
+    status: str = ""  # "" | transferred | failed | no_transfer | remote_io (direct access: read in place)
     status_code: int = 0
     diag: str = ""
     surl: str = ""
@@ -100,6 +101,10 @@ class Job:
     secrets: str = field(default="", repr=False)
     pilotsecrets: str = field(default="", repr=False)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    alt_stageout: str = ""  # altStageOut: on | off | force | "" (queue decides)
+    access_mode: str = ""  # direct | copy | "" from transferType / --accessmode= / --useLocalIO in jobPars
+    es_kind: str = ""  # "" | eventservice | esmerge | jumbo | hpo | finegrained (event-service job kinds)
+    jobset_id: str = ""
     sandbox: str = ""  # URL or path of a tarball to unpack in the work dir before stage-in (PiCaS jobs)
     environment: Dict[str, str] = field(default_factory=dict)  # extra payload variables (the channel, the sandbox)
     # run-time state, owned by whichever stage holds the job
@@ -312,9 +317,22 @@ def parse_job(raw: Dict[str, Any], max_field: int = 1048576) -> Job:
     """Build a Job from a job definition dict.
 
     Raises PilotError only when the definition has no usable PandaID. Any other problem is recorded on the
-    returned job (first problem first), so the job can still be reported as failed with that code.
+    returned job (first problem first), so the job can still be reported as failed with that code -- a bug in
+    the parser included (1319): the job has been claimed, so it must be reported, never dropped.
     """
     jobid = job_id_of(raw)
+    try:
+        return _parse_job(jobid, raw, max_field)
+    except Exception as exc:
+        from .threads import internal_diag
+
+        log.error("job %s: definition could not be parsed", jobid, exc_info=True)
+        job = Job(jobid=jobid, raw=raw)
+        job.fail(1319, internal_diag("job parser", exc))
+        return job
+
+
+def _parse_job(jobid: str, raw: Dict[str, Any], max_field: int) -> Job:
     reader = _Reader(raw, max_field)
     job = Job(jobid=jobid, raw=raw)
     job.taskid = reader.text("taskID")
@@ -333,6 +351,10 @@ def parse_job(raw: Dict[str, Any], max_field: int = 1048576) -> Job:
     job.maxdiskcount = reader.integer("maxDiskCount", 0)
     job.secrets = reader.text("secrets")
     job.pilotsecrets = reader.text("pilotSecrets")
+    job.jobset_id = reader.text("jobsetID")
+    job.alt_stageout = reader.text("altStageOut").lower()
+    job.access_mode = _access_mode(reader.text("transferType"), job.jobpars)
+    job.es_kind = _es_kind(reader)
     if not job.transformation:
         reader.problem(1008, "job definition has no transformation")
 
@@ -385,6 +407,33 @@ def parse_job(raw: Dict[str, Any], max_field: int = 1048576) -> Job:
     for code, diag in reader.problems:
         job.fail(code, diag)
     return job
+
+
+def _access_mode(transfer_type: str, jobpars: str) -> str:
+    """Pilot 3: --accessmode=direct|copy or --useLocalIO in jobPars win over transferType=direct."""
+    if "--accessmode=direct" in jobpars:
+        return "direct"
+    if "--accessmode=copy" in jobpars or "--useLocalIO" in jobpars:
+        return "copy"
+    return "direct" if transfer_type.lower() == "direct" else ""
+
+
+def _es_kind(reader: "_Reader") -> str:
+    """Which event-service flavour a job definition asks for ("" for a plain job). Pilot 3's flags:
+    eventService (plus isHPO / fine-grained processing) and eventServiceMerge; the server sends them as strings."""
+    def flag(key: str) -> bool:
+        value = reader.raw.get(key)
+        return value is True or (isinstance(value, (str, int)) and str(value).lower() in ("true", "1", "yes"))
+
+    if flag("eventServiceMerge"):
+        return "esmerge"
+    if flag("isHPO"):
+        return "hpo"
+    if flag("eventService"):
+        if "--fineGrainedProc" in reader.text("jobPars") or flag("isFineGrained"):
+            return "finegrained"
+        return "jumbo" if flag("isJumbo") else "eventservice"
+    return ""
 
 
 def _iso_now() -> str:

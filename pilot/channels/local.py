@@ -4,26 +4,66 @@
 command that reads it and writes an output, so stage-in, payload, stage-out and log all do real work with no
 server, network or file to prepare. `--job-source local:DIR` takes each `*.json` in DIR (one job definition, or
 a Harvester-style `{PandaID: definition}` document), claiming a file by renaming it so two pilots sharing DIR
-never run the same job. Every update becomes `reports/<PandaID>/update-NNN-<state>[.final].json` under the
+never run the same job. A file holding several jobs is split: the first runs, the others are written back into
+DIR one per file, for this pilot's next request or another pilot. Non-regular files (a FIFO would block the
+reader) are skipped, a PandaID already taken from another file (by any pilot: DIR/.claimed/<PandaID>) is refused, and a file nested too deeply to parse
+still gets the ids it names reported failed (1302). Every update becomes `reports/<PandaID>/update-NNN-<state>[.final].json` under the
 pilot's main work dir, written under a temporary name and renamed, so a reader never sees half a report.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
+import stat
 from collections import deque
-from typing import Any, Deque, Dict, List, Tuple
+from typing import Any, Deque, Dict, List, Set, Tuple
 
 from ..errors import PilotError
-from ..job import Job, parse_job, parse_jobs, split_definitions
+from ..job import Job, job_id_of, parse_job, parse_jobs, split_definitions
 from ..transfer.checksum import file_checksum
 from .base import Channel, Reply
 
 log = logging.getLogger(__name__)
 
 FAKE_BASE_ID = 4242000000
+
+
+CLAIMED_DIR = ".claimed"  # in local:DIR, one empty-ish file per PandaID ever taken from DIR
+MAX_JOB_FILE = 256 << 20  # a job file larger than this is not read (a definition field is at most 1 MB)
+_PANDAID = re.compile(rb'"PandaID"\s*:\s*"?(\d{1,20})')
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """A job file's bytes: opened non-blocking and read only if it is a regular file of at most `limit` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+        return handle.read(limit + 1)
+
+
+def salvage_jobs(data: bytes, path: str) -> List[Job]:
+    """The jobs a file too deeply nested to parse names by PandaID, each failed with 1302 so it is reported."""
+    found = _PANDAID.findall(data[: 1 << 20])
+    jobs = []
+    for raw_id in sorted(set(found), key=found.index):
+        try:
+            jobid = job_id_of({"PandaID": raw_id.decode("ascii")})
+        except PilotError:
+            continue
+        job = Job(jobid=jobid)
+        job.fail(1302, f"job file {os.path.basename(path)} is nested too deeply to be parsed")
+        jobs.append(job)
+    log.error("job file %s is nested too deeply to be parsed; job(s) %s reported failed", path,
+              ", ".join(job.jobid for job in jobs) or "(none named)")
+    return jobs
 
 
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
@@ -71,13 +111,21 @@ def fake_job_definition(number: int, storage_dir: str) -> Dict[str, str]:
 class LocalChannel(Channel):
     name = "local"
 
+    @classmethod
+    def open(cls, ctx, address: str = "", placement=None) -> "LocalChannel":
+        return cls(ctx, job_dir=address)
+
     def __init__(self, ctx, job_dir: str = ""):
         self.ctx = ctx
         self.job_dir = job_dir
+        if job_dir and not os.path.isdir(job_dir):  # a typo in the command line, not a transient failure
+            raise PilotError(1103, f"job directory {job_dir} of --job-source local:DIR does not exist")
         self.report_root = os.path.join(ctx.paths.main, "reports")
         self.max_field = ctx.config.file.max_field_length
         self._served = 0
         self._pending: Deque[Tuple[str, Any]] = deque()
+        self._seen: Dict[str, str] = {}  # PandaID -> job file it came from: a second file with it is refused
+        self._skipped: Set[str] = set()  # non-regular *.json names already reported
 
     # --- jobs ------------------------------------------------------------------------------------------------
     def fetch(self, max_jobs: int = 1) -> List[Job]:
@@ -91,8 +139,32 @@ class LocalChannel(Channel):
                 if not self._claim_next_file():
                     return jobs
             source, raw = self._pending.popleft()
-            jobs += parse_jobs([raw], self.max_field, f"job file {source}")  # id-less ones are skipped
+            if isinstance(raw, Job):  # a job salvaged from an unparsable file: reported failed
+                found = [raw]
+            else:
+                found = parse_jobs([raw], self.max_field, f"job file {source}")  # id-less ones are skipped
+            jobs += [job for job in found if self._first_claim(job.jobid, source)]
         return jobs
+
+    def _first_claim(self, jobid: str, source: str) -> bool:
+        """Whether no job file seen by any pilot sharing the dir had this PandaID (a marker per id in
+        DIR/.claimed, made with O_EXCL): one id, one run, one final report."""
+        first = self._seen.setdefault(jobid, source)
+        if first == source:
+            folder = os.path.join(self.job_dir, CLAIMED_DIR)
+            try:
+                os.makedirs(folder, exist_ok=True)
+                fd = os.open(os.path.join(folder, jobid), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(f"{source}\n")
+                return True
+            except FileExistsError:
+                first = "an earlier job file (see {})".format(os.path.join(folder, jobid))
+            except OSError as exc:  # a read-only job dir: duplicates are caught within this pilot only
+                log.warning("cannot mark job %s as claimed in %s: %s", jobid, folder, exc)
+                return True
+        log.error("job %s in %s was already taken from %s: duplicate PandaID refused", jobid, source, first)
+        return False
 
     def _claim_next_file(self) -> bool:
         try:
@@ -101,23 +173,54 @@ class LocalChannel(Channel):
             raise PilotError(1008, f"cannot list job directory {self.job_dir}: {exc}") from None
         for name in names:
             path = os.path.join(self.job_dir, name)
+            try:
+                mode = os.stat(path).st_mode  # follows a symlink: a site may link its job files here
+            except OSError:
+                continue  # taken by another pilot meanwhile
+            if not stat.S_ISREG(mode):  # a FIFO would block the pilot, a device or dir is no job file
+                if name not in self._skipped:
+                    self._skipped.add(name)
+                    log.error("%s is not a regular file; skipped", path)
+                continue
             claimed = f"{path}.taken.{os.getpid()}"
             try:
                 os.rename(path, claimed)  # atomic: only one pilot wins a file
             except OSError:
                 continue
-            self._pending.extend(self._read_jobs(claimed))
+            self._pending.extend(self._read_jobs(claimed, name))
             return True
         return False
 
-    def _read_jobs(self, path: str) -> List[Tuple[str, Any]]:
+    def _read_jobs(self, path: str, name: str) -> List[Tuple[str, Any]]:
         try:
-            with open(path, "rb") as handle:
-                document = json.loads(handle.read().decode("utf-8"))
+            data = _read_regular(path, MAX_JOB_FILE)
+            document = json.loads(data.decode("utf-8"))
+        except RecursionError:  # nested deeper than the parser goes: the ids it names are still reported
+            return [(path, job) for job in salvage_jobs(data, path)]
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            log.error("job file %s is not readable UTF-8 JSON (%s); skipped", path, exc)
+            log.error("job file %s is not readable UTF-8 JSON (%s); skipped", path, str(exc)[:200])
             return []
-        return [(path, definition) for definition in split_definitions(document)]
+        definitions = split_definitions(document)
+        if len(definitions) > 1:  # one job per pilot run at most: the others go back for the next pilot
+            definitions = definitions[:1] + self._put_back(name, definitions[1:])
+        return [(path, definition) for definition in definitions]
+
+    def _put_back(self, name: str, definitions: List[Any]) -> List[Any]:
+        """Write each further job of a multi-job file as its own file in the job dir; those not written stay."""
+        stem = name[: -len(".json")]
+        kept = []
+        for index, definition in enumerate(definitions, 1):
+            target = os.path.join(self.job_dir, f"{stem}.{os.getpid()}-{index}.json")
+            try:
+                write_json_atomic(target, definition)
+            except OSError as exc:
+                log.error("cannot put job %d of %s back into %s (%s): this pilot keeps it", index + 1, name,
+                          self.job_dir, exc)
+                kept.append(definition)
+        if len(kept) < len(definitions):
+            log.info("job file %s holds %d jobs: %d put back into %s as separate files", name, len(definitions) + 1,
+                     len(definitions) - len(kept), self.job_dir)
+        return kept
 
     # --- reports ---------------------------------------------------------------------------------------------
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:

@@ -124,8 +124,8 @@ def _parse_body(text: str) -> Any:
     if stripped.startswith(("{", "[")):
         try:
             return json.loads(stripped)
-        except ValueError:
-            return None  # truncated or corrupt JSON: not a URL-encoded reply either
+        except (ValueError, RecursionError):
+            return None  # truncated, corrupt or absurdly nested JSON: not a URL-encoded reply either
     if stripped == "Succeeded":
         return {"StatusCode": 0}
     if "=" in stripped:
@@ -172,12 +172,21 @@ def decode_reply(text: str) -> ServerReply:
         elif status == 0 and isinstance(body.get("jobs"), str):
             try:
                 reply.jobs = [job for job in json.loads(body["jobs"]) if isinstance(job, dict)]
-            except ValueError:
+            except (ValueError, RecursionError):
                 reply.ok, reply.message = False, "legacy getJob reply has unreadable 'jobs'"
         if status == 20:
             reply.message = reply.message or "No jobs in PanDA"
         return reply
     return ServerReply(ok=False, message=f"unexpected reply {text.strip()[:200]!r}")
+
+
+# v1 replies (HTTP 200, success false) of a server that knows who we are but not as a pilot (spec A.4)
+ROLE_REFUSALS = ("production or pilot role required", "no production/pilot role", "ssl secure connection is required")
+
+
+def is_role_refusal(message: str) -> bool:
+    text = (message or "").lower()
+    return any(refusal in text for refusal in ROLE_REFUSALS)
 
 
 def is_no_jobs(reply: ServerReply) -> bool:

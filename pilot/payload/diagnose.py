@@ -13,6 +13,7 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 from .containers import failure_code
+from .untrusted import read_inside, tail_inside
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,14 @@ STDERR_PATTERNS = (
 )
 
 
-def tail(path: str, limit: int = 8192) -> str:
-    """The last `limit` bytes of a text file ('' if it cannot be read)."""
+def tail(workdir: str, name: str, limit: int = 8192) -> str:
+    """The last `limit` bytes of a text file the payload wrote ('' if missing or unsafe to read)."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - limit))
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
+        data = tail_inside(workdir, name, limit)
+    except OSError as exc:
+        log.warning("%s not read: %s", name, exc)
         return ""
+    return (data or b"").decode("utf-8", "replace")
 
 
 def _last_line(text: str) -> str:
@@ -61,29 +61,27 @@ def failure(exit_code: int, stderr: str, workdir: str, in_container: bool) -> Op
     return 1305, f"payload exited with code {exit_code}" + (f": {last}" if last else "")
 
 
-def read_json(path: str, limit: int = 1 << 20) -> Optional[Dict[str, Any]]:
-    """A small JSON object written by the payload, or None (missing, too big, or not an object)."""
+def read_json(workdir: str, name: str, limit: int = 1 << 20) -> Optional[Dict[str, Any]]:
+    """A small JSON object written by the payload, or None (missing, unsafe, too big, too deep, not an object)."""
     try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read(limit + 1)[: limit + 1].decode("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("unreadable %s: %s", path, exc)
+        raw = read_inside(workdir, name, limit)
+        data = json.loads(raw.decode("utf-8")) if raw is not None else None
+    except (OSError, ValueError, RecursionError) as exc:
+        log.warning("unreadable %s: %s", name, str(exc)[:200])
         return None
     return data if isinstance(data, dict) else None
 
 
 def apply_reports(job, workdir: str, error_report: str, job_report: str) -> None:
     """exeErrorCode/Diag from payload_error_report.json, and exit code/message and nEvents from jobReport.json."""
-    errors = read_json(os.path.join(workdir, error_report))
+    errors = read_json(workdir, error_report)
     if errors:
         try:
             job.exe_error_code = int(errors.get("error_code", 0) or 0)
         except (TypeError, ValueError):
             job.exe_error_code = 0
         job.exe_error_diag = str(errors.get("error_diag", ""))[:256]
-    report = read_json(os.path.join(workdir, job_report))
+    report = read_json(workdir, job_report)
     if not report:
         return
     if not job.exe_error_code and isinstance(report.get("exitCode"), int):

@@ -127,7 +127,7 @@ class RemoteCopytool(Copytool):
             raise TransferFailure(1100, f"no replica for {spec.lfn}: no storage endpoint among {names} in the "
                                         f"storage data (--storagedata-url)")
         spec.ddmendpoint = found[0].name
-        return self._check_scheme(file_url(found[1], spec.scope, spec.lfn), spec)
+        return self._check_scheme(file_url(found[1], spec.scope, spec.lfn, found[0], ctx.queuedata.name), spec)
 
     def destination_url(self, spec: FileSpec, ctx) -> str:
         names = [spec.ddmendpoint] + queue_storages(ctx, output_activities(spec))
@@ -138,7 +138,8 @@ class RemoteCopytool(Copytool):
         if not found:
             raise TransferFailure(1133, f"no storage for {spec.lfn}: none of {names} is in the storage data")
         spec.ddmendpoint = found[0].name
-        return self._check_scheme(file_url(found[1], spec.scope or "pilot", spec.lfn), spec)
+        return self._check_scheme(file_url(found[1], spec.scope or "pilot", spec.lfn, found[0], ctx.queuedata.name),
+                                  spec)
 
 
 class Progress:

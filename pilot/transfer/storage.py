@@ -24,6 +24,17 @@ class Endpoint:
     is_deterministic: bool = True
     arprotocols: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
     rprotocols: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    type: str = ""  # CRIC type: DATADISK, ..., OS_ES / OS_LOGS for object stores
+    resource: Dict[str, Any] = field(default_factory=dict)  # CRIC 'resource' (object stores: settings, bucket)
+
+    @property
+    def is_objectstore(self) -> bool:
+        return self.type.upper().startswith("OS_")
+
+    def settings(self) -> Dict[str, Any]:
+        """Object-store settings (CRIC resource.settings: access_key/secret_key NAMES, is_secure, region)."""
+        value = self.resource.get("settings") if isinstance(self.resource, dict) else None
+        return value if isinstance(value, dict) else {}
 
     def protocols(self, activities: Sequence[str]) -> List[str]:
         """Base URLs (endpoint + path) for the first activity that has any."""
@@ -69,7 +80,10 @@ def load_storage_data(source: str) -> Dict[str, Endpoint]:
         if isinstance(entry, dict):
             endpoints[name] = Endpoint(name=name, is_deterministic=bool(entry.get("is_deterministic", True)),
                                        arprotocols=entry.get("arprotocols") or {},
-                                       rprotocols=entry.get("rprotocols") or {})
+                                       rprotocols=entry.get("rprotocols") or {},
+                                       type=str(entry.get("type") or ""),
+                                       resource=entry.get("resource") if isinstance(entry.get("resource"), dict)
+                                       else {})
     return endpoints
 
 
@@ -79,7 +93,11 @@ def deterministic_path(scope: str, lfn: str) -> str:
     return f"{scope_dirs}/{digest[0:2]}/{digest[2:4]}/{lfn}"
 
 
-def file_url(base: str, scope: str, lfn: str) -> str:
+def file_url(base: str, scope: str, lfn: str, endpoint: Optional[Endpoint] = None, queue: str = "") -> str:
+    """Where a file lives: the deterministic Rucio path, or on a non-deterministic object store (OS_ES/OS_LOGS)
+    <base>/<queue>/<lfn> as Pilot 3 lays out event-service and log objects."""
+    if endpoint is not None and not endpoint.is_deterministic and endpoint.is_objectstore:
+        return "/".join(part for part in (base.rstrip("/"), queue.strip("/"), lfn) if part)
     return f"{base.rstrip('/')}/{deterministic_path(scope, lfn)}"
 
 
@@ -90,7 +108,7 @@ def endpoint_for(endpoints: Dict[str, Endpoint], names: Sequence[str], activitie
         endpoint = endpoints.get(name)
         if endpoint is None:
             continue
-        if not endpoint.is_deterministic:
+        if not endpoint.is_deterministic and not endpoint.is_objectstore:
             raise PilotError(1329, f"{what}: storage {name} is not deterministic (cannot build the file's URL)")
         bases = endpoint.protocols(activities)
         if not bases:

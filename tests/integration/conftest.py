@@ -63,3 +63,20 @@ rucio_server = rucio_server_fixture()  # opt-in: a real Rucio server with RSEs o
 from tests.integration.couchdb import couchdb_fixture  # noqa: E402
 
 couchdb = couchdb_fixture()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3-compatible server (moto_server) with SigV4 authentication on, and test buckets
+    (tests/integration/s3server.py)."""
+    from tests.integration.s3server import running_s3
+
+    if "s3" in _SESSION:
+        yield _SESSION["s3"]
+        return
+    with running_s3() as server:
+        _SESSION["s3"] = server
+        try:
+            yield server
+        finally:
+            _SESSION.pop("s3", None)

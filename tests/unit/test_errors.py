@@ -12,7 +12,7 @@ from pilot import errors
 from pilot.errors import PilotError, format_diag, shell_exit_code, signal_code
 from tests.conftest import REPO
 
-SPEC = os.path.join(REPO, "..", "shared", "spec", "pilot3-reference.md")
+SPEC = os.path.join(REPO, "tests", "data", "spec", "pilot3-reference.md")  # a copy of the design study
 
 
 def _spec_lines():

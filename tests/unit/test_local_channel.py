@@ -97,7 +97,7 @@ def test_files_are_claimed_by_rename(tmp_path):
     folder = job_dir(tmp_path, {"a.json": {"PandaID": 1, "transformation": "sh"}, "notes.txt": "not a job"})
     channel = LocalChannel(make_ctx(tmp_path), str(folder))
     assert [job.jobid for job in channel.fetch(5)] == ["1"]
-    assert sorted(os.listdir(folder)) == sorted(["notes.txt", f"a.json.taken.{os.getpid()}"])
+    assert sorted(os.listdir(folder)) == sorted([".claimed", "notes.txt", f"a.json.taken.{os.getpid()}"])
     assert channel.fetch(1) == []
 
 
@@ -165,7 +165,7 @@ def test_unusable_files_are_skipped_with_a_log(tmp_path, caplog):
     messages = [record.getMessage() for record in caplog.records]
     for name in ("1-broken", "2-latin1", "3-list", "4-noid", "5-badid", "6-mixed", "7-empty", "9-dir"):
         assert any(name in text and "skipped" in text for text in messages), name
-    assert not [name for name in os.listdir(folder) if name.endswith(".json")]  # none is read twice
+    assert [name for name in os.listdir(folder) if name.endswith(".json")] == ["9-dir.json"]  # none read twice
 
 
 def test_the_configured_field_limit_applies(tmp_path):
@@ -179,11 +179,16 @@ def test_an_empty_directory_has_no_jobs(tmp_path):
     assert LocalChannel(make_ctx(tmp_path), str(job_dir(tmp_path, {}))).fetch(3) == []
 
 
-def test_a_missing_directory_is_1008(tmp_path):
-    channel = LocalChannel(make_ctx(tmp_path), str(tmp_path / "absent"))
+def test_a_missing_directory_is_a_configuration_error_and_a_vanished_one_1008(tmp_path):
+    with pytest.raises(PilotError) as caught:
+        LocalChannel(make_ctx(tmp_path), str(tmp_path / "absent"))
+    assert caught.value.code == 1103 and "absent" in caught.value.diag
+    (tmp_path / "gone").mkdir()
+    channel = LocalChannel(make_ctx(tmp_path), str(tmp_path / "gone"))
+    (tmp_path / "gone").rmdir()
     with pytest.raises(PilotError) as caught:
         channel.fetch(1)
-    assert caught.value.code == 1008 and "absent" in caught.value.diag
+    assert caught.value.code == 1008 and "gone" in caught.value.diag
 
 
 # --- reports -----------------------------------------------------------------------------------------------

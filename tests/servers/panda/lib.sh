@@ -14,12 +14,10 @@ PANDA_STAMP="$PANDA_VENV/.pilot-test-panda-$PANDA_SERVER_VERSION-$(cksum < "$HER
 log() { echo "[panda $(date +%T)] $*" >&2; }
 die() { echo "[panda $(date +%T)] ERROR: $*" >&2; exit 1; }
 
-# The panda-database schema (PanDAWMS/panda-database, not on PyPI): shared/ beside the repository's top.
+# The panda-database schema (PanDAWMS/panda-database, Apache 2.0, not on PyPI): the subset the harness loads is
+# vendored in panda-database/ next to this file; PANDA_DB_SCHEMA points at another checkout instead.
 panda_schema_dir() {
-    if [ -n "${PANDA_DB_SCHEMA:-}" ]; then echo "$PANDA_DB_SCHEMA"; return; fi
-    local top
-    top=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null) || top=$(cd "$HERE/../../.." && pwd)
-    echo "$top/../shared/panda-database"
+    echo "${PANDA_DB_SCHEMA:-$HERE/panda-database}"
 }
 
 # is_ours PID MARKER...: the process exists and its command line contains every MARKER (guards against recycled
@@ -82,9 +80,9 @@ port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# http_ok URL: a GET answered with HTTP 2xx within 10 s
+# http_ok URL [CURL OPTION...]: a GET answered with HTTP 2xx within 10 s
 http_ok() {
-    curl -sf -m 10 -o /dev/null -H 'Accept: application/json' "$1"
+    curl -sf -m 10 -o /dev/null -H 'Accept: application/json' "$@"
 }
 
 load_ports() {
@@ -93,6 +91,7 @@ load_ports() {
     HTTP_PORT=${HTTP_PORT:-25080}
     PG_PORT=${PG_PORT:-55432}
     IDP_PORT=${IDP_PORT:-25099}
+    HTTPS_PORT=${HTTPS_PORT:-$((HTTP_PORT + 363))}
 }
 
 # lock_base: one start/stop/http action per BASE at a time. Orphans of a killed start.sh (cp, psql) inherit the lock
