@@ -97,10 +97,10 @@ def check(root: str, repositories: List[str], last_update_file: str, max_age: fl
     return None
 
 
-def wanted(args, config, queuedata) -> bool:
+def wanted(settings, config, queuedata) -> bool:
     """Pilot 3's rule plus the queue: not with -b or NO_CVMFS_OK, and only when the queue says it uses CVMFS
     (is_cvmfs) or repositories are configured."""
-    if not getattr(args, "cvmfs", True) or os.environ.get("NO_CVMFS_OK"):
+    if not settings.cvmfs or os.environ.get("NO_CVMFS_OK"):
         return False
     return bool(queuedata.raw.get("is_cvmfs")) or bool(repositories(config))
 

@@ -80,7 +80,7 @@ def test_cvmfs_wanted_rules(monkeypatch):
     config = SimpleNamespace(pilot=SimpleNamespace(cvmfs_repositories=""))
     listed = SimpleNamespace(pilot=SimpleNamespace(cvmfs_repositories="atlas.cern.ch, sft.cern.ch"))
     on, off = SimpleNamespace(raw={"is_cvmfs": True}), SimpleNamespace(raw={"is_cvmfs": False})
-    args, nocvmfs = SimpleNamespace(cvmfs=True), SimpleNamespace(cvmfs=False)
+    args, nocvmfs = SimpleNamespace(cvmfs=True), SimpleNamespace(cvmfs=False)  # Settings.cvmfs
     assert cvmfs.wanted(args, config, on) and not cvmfs.wanted(args, config, off)
     assert cvmfs.wanted(args, listed, off) and cvmfs.repositories(listed) == ["atlas.cern.ch", "sft.cern.ch"]
     assert not cvmfs.wanted(nocvmfs, listed, on)  # -b
