@@ -19,6 +19,9 @@ class Reply:
 
 class Channel:
     name = "base"
+    # True when an empty fetch may be followed by work later (a server queue): a multi-job pilot then asks again
+    # with back-off while its time floor lasts; False when empty means done (a directory of job files)
+    retry_when_empty = False
 
     def fetch(self, max_jobs: int = 1) -> List[Job]:
         """Up to `max_jobs` new jobs; an empty list means there is no more work. Raises PilotError on failure."""

@@ -57,7 +57,7 @@ for port in "$HTTP_PORT" "$PG_PORT" "$IDP_PORT"; do
 $(ss -Hltnp "sport = :$port" 2>/dev/null | head -1) -- stop it or choose other ports (PANDA_TEST_{HTTP,PG,IDP}_PORT)"
 done
 printf 'HTTP_PORT=%s\nPG_PORT=%s\nIDP_PORT=%s\n' "$HTTP_PORT" "$PG_PORT" "$IDP_PORT" > "$BASE/ports.env"
-rm -rf "$PGDATA" "$LOGS" "$PANDA_HOME" "$BASE/idp"
+rm -rf "$PGDATA" "$LOGS" "$PANDA_HOME" "$BASE/idp" "$BASE/cache"
 mkdir -p "$LOGS/pandacache" "$LOGS/keys" "$LOGS/auth" "$PANDA_HOME/etc/panda" "$BASE/idp"
 chmod 0755 "$BASE"
 runuser -u postgres -- test -x "$BASE" || die "the postgres user cannot reach $BASE (a parent directory lacks o+x)"
@@ -160,6 +160,13 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 http_ok "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" || die "the OIDC issuer does not answer"
+
+# --- the server's static cache: schedconfig/<queue>.all.json, as its cache_schedconfig daemon writes it ---------------
+mkdir -p "$BASE/cache/schedconfig"
+for queue in $(psql_ "$PG_PORT" -d panda_db -Atc "SELECT panda_queue FROM doma_panda.schedconfig_json"); do
+    psql_ "$PG_PORT" -d panda_db -Atc "SELECT data FROM doma_panda.schedconfig_json WHERE panda_queue = '$queue'" \
+        > "$BASE/cache/schedconfig/$queue.all.json"
+done
 
 # --- the PanDA server --------------------------------------------------------------------------------------------------
 bash "$HERE/http.sh" start "$BASE"
