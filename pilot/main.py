@@ -118,6 +118,7 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
 
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, settings.queue, main_dir,
              os.getpid(), sys.version.split()[0])
+    check_dependencies()
     for line in notes(settings):
         log.info("%s", line)
     if not become_subreaper():
@@ -169,6 +170,30 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     return code
 
 
+RUNTIME_DEPENDENCIES = ("requests", "psutil")
+
+
+def check_dependencies() -> None:
+    """A Python without requests or psutil would take a job it cannot talk about or watch: stop before that (1342).
+
+    Only looked up, not imported (both are loaded later, where used): importing them here would cost every
+    pilot start some 20 MB and a quarter of a second.
+    """
+    import importlib.util
+
+    missing = []
+    for module in RUNTIME_DEPENDENCIES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken package, or one hidden by the environment
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise PilotError(1342, f"Python module(s) {', '.join(missing)} missing in {sys.executable}: install "
+                               f"them (pip install -r requirements.txt) or run the pilot with another Python")
+
+
 def verify_proxy_at_start(settings: Settings, config) -> None:
     """A proxy that is named but unusable, expired or too short stops the pilot before it asks for a job."""
     from .monitor.proxy import check_proxy, proxy_path
@@ -185,32 +210,13 @@ def verify_proxy_at_start(settings: Settings, config) -> None:
 
 
 def make_channel(ctx, source: str, placement=None):
-    """The job channel for `source`; the PanDA one first replays final updates an earlier pilot spooled."""
-    if source.startswith("local"):
-        from .channels.local import LocalChannel
+    """The job channel for `source` (NAME[:ADDRESS], pilot.registry.CHANNELS); it first delivers the final
+    updates an earlier pilot spooled (--replay-spool, and its own spool dir left by a pilot before it)."""
+    from .registry import CHANNELS
 
-        return LocalChannel(ctx, job_dir=source.partition(":")[2])
-    if source == "harvester":
-        from .channels.harvester import HarvesterChannel
-
-        return HarvesterChannel(ctx, placement)
-    if source.startswith("picas:"):
-        from .channels.picas import PicasChannel
-
-        spool_dir = os.path.join(ctx.paths.main, "spool")
-        channel = PicasChannel(ctx, source.partition(":")[2], spool_dir)
-        _replay(channel, ctx.settings.replay_spool, spool_dir)
-        return channel
-    from .channels.panda import PandaChannel
-
-    spool_dir = os.path.join(ctx.paths.main, "spool")
-    channel = PandaChannel(ctx, spool_dir)
-    channel.worker_status("started")
-    if ctx.config.pilot.send_worker_node:
-        channel.worker_node()
-    ctx.resource_types.update(channel.resource_types())
-    log.info("resource types from the server: %s", ", ".join(sorted(ctx.resource_types)) or "none")
-    _replay(channel, ctx.settings.replay_spool, spool_dir)
+    name, _, address = source.partition(":")
+    channel = CHANNELS.get(name).open(ctx, address, placement)
+    _replay(channel, ctx.settings.replay_spool, channel.spool_dir)
     return channel
 
 

@@ -18,8 +18,9 @@ from typing import List, Optional, Tuple
 from . import __version__
 from .errors import PilotError, shell_exit_code
 
-# copytool name -> the command it needs on PATH (None: pure Python)
-COPYTOOL_COMMANDS = {"mv": None, "xrdcp": "xrdcp", "gfal": "gfal-copy", "gfalcopy": "gfal-copy", "rucio": "rucio"}
+# copytool name -> the command it needs on PATH (None: pure Python); names not listed need the command of their name
+COPYTOOL_COMMANDS = {"mv": None, "xrdcp": "xrdcp", "gfal": "gfal-copy", "gfalcopy": "gfal-copy", "rucio": "rucio",
+                     "s3": None, "objectstore": None}
 
 
 class Row:
@@ -59,20 +60,24 @@ def gather(settings, config) -> List[Row]:
         rows.append(Row("queue data", exc.diag, False, exc.code))
         return rows
     rows.append(Row("queue data", f"{queue.name}: state {queue.state}, status {queue.status}"))
+    from .registry import COPYTOOLS
+
     needed = sorted({tool for tools in queue.acopytools.values() for tool in tools} | set(queue.copytools))
     for tool in needed:
         command = COPYTOOL_COMMANDS.get(tool, tool)
         path = shutil.which(command) if command else "built in"
         rows.append(Row(f"copytool {tool}", path or f"{command} not on PATH", bool(path),
-                        1323 if tool not in COPYTOOL_COMMANDS else 1099))
-    from .payload.containers import RUNTIMES, parse_container_type
+                        1323 if tool not in COPYTOOLS else 1099))
+    from .payload.containers import parse_container_type
+    from .registry import CONTAINER_RUNTIMES
 
     wanted = parse_container_type(queue.container_type).get("pilot")
-    for runtime in RUNTIMES:
-        path = shutil.which(runtime)
+    for runtime in CONTAINER_RUNTIMES.names():
+        plugin = CONTAINER_RUNTIMES.get(runtime)
+        path = shutil.which(plugin.command)
         if runtime == wanted:
             rows.append(Row(f"container {runtime}", path or "NOT on PATH (the queue needs it)", bool(path),
-                            {"apptainer": 1372, "singularity": 1325}.get(runtime, 1360)))
+                            plugin.missing_code))
         elif path:
             rows.append(Row(f"container {runtime}", path, blocking=False))
     rows += _credentials(settings, config)

@@ -70,7 +70,8 @@ def error_codes_md() -> str:
              "Generated from `pilot/errors.py` by `tools/gen_docs.py`; do not edit by hand. The numbers and",
              "messages are PanDA's (shared with the server and the monitor). *Raised in* lists the modules of",
              "this pilot that use the code; *exit* is the pilot's shell exit code when the code ends the pilot",
-             "itself (a failed job that was reported does not: the pilot then exits 0).", "",
+             "itself (a failed job that was reported does not: the pilot then exits 0, unless the job failed of",
+             "an internal pilot error, 1319, which makes the pilot exit 1).", "",
              "| code | name | message | exit | raised in |", "| --- | --- | --- | --- | --- |"]
     for code, (name, message) in sorted(errors.ERRORS.items()):
         modules = ", ".join(f"`{m}`" for m in sorted(raised.get(code, ()))) or "-"

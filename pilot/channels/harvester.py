@@ -61,6 +61,10 @@ def parse_job_file(text: str) -> List[Dict[str, Any]]:
 class HarvesterChannel(Channel):
     name = "harvester"
 
+    @classmethod
+    def open(cls, ctx, address: str = "", placement=None) -> "HarvesterChannel":
+        return cls(ctx, placement)
+
     def __init__(self, ctx, placement=None):
         self.ctx = ctx
         settings, cfg = ctx.settings, ctx.config.harvester

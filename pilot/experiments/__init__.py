@@ -8,21 +8,16 @@ Pilot 3's `--pilot-user=ATLAS` style is matched too; an unknown name is refused 
 
 from __future__ import annotations
 
-from typing import Dict, Tuple, Type
+from typing import Tuple
 
+from ..registry import EXPERIMENTS
 from .base import Experiment
 
 
-def _registry() -> Dict[str, Type[Experiment]]:
-    from .example import ExampleExperiment
-
-    return {"generic": Experiment, "example": ExampleExperiment}
-
-
 def known_experiments() -> Tuple[str, ...]:
-    return tuple(sorted(_registry()))
+    return tuple(EXPERIMENTS.names())
 
 
 def experiment(name: str) -> Experiment:
-    """The plug-in for --pilot-user NAME (KeyError for an unknown name: refused earlier by options.refusal)."""
-    return _registry()[name.lower()]()
+    """The plug-in for --pilot-user NAME (PilotError for an unknown name: refused earlier by options.refusal)."""
+    return EXPERIMENTS.create(name.lower())

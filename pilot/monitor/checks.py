@@ -222,5 +222,7 @@ class ProxyCheck(Check):
 
 
 def default_checks() -> List[Check]:
-    return [MemoryCheck(), DiskSpaceCheck(), WorkdirSizeCheck(), StdoutSizeCheck(), OutputSizeCheck(),
-            LoopingCheck(), KillFileCheck(), WalltimeCheck(), ProxyCheck()]
+    """The checks every payload gets, by name from pilot.registry.CHECKS."""
+    from ..registry import CHECKS, DEFAULT_CHECKS
+
+    return [CHECKS.create(name) for name in DEFAULT_CHECKS]

@@ -19,6 +19,8 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
+from ..threads import guarded
+
 log = logging.getLogger(__name__)
 
 TOKEN_VAR = "PILOT_PAYLOAD_TOKEN"
@@ -120,9 +122,13 @@ class PayloadProcess:
             if self._killer is not None or self.proc is None:
                 return
             self.killed_by_pilot = True
-            killer = threading.Thread(target=self.kill_tree, args=(grace,), name="payload-killer", daemon=True)
+            killer = guarded("payload-killer", lambda: self.kill_tree(grace), self._last_resort)
             killer.start()
             self._killer = killer  # only a started thread is ever visible to cleanup()
+
+    def _last_resort(self, _code: int, _diag: str) -> None:
+        """The killer failed (a bug, psutil unusable): SIGKILL the payload's process group, all it can still reach."""
+        self._signal([], signal.SIGKILL)
 
     def kill_tree(self, grace: float) -> int:
         """Synchronously kill every process of this payload; returns how many had to be signalled."""

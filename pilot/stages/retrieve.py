@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 
 from ..channels.spool import backoff_delays
 from ..errors import PilotError
+from ..threads import GuardedThread
 
 log = logging.getLogger(__name__)
 
 
-class RetrieveThread(threading.Thread):
+class RetrieveThread(GuardedThread):
+    """Any failure other than a PilotError from the channel is a pilot bug: it aborts the pilot with 1319."""
+
     def __init__(self, ctx, pipeline, channel, downstream: "queue.Queue"):
-        super().__init__(name="retrieve", daemon=True)
+        super().__init__("retrieve", ctx.request_abort)
         self.ctx = ctx
         self.pipeline = pipeline
         self.channel = channel
@@ -39,13 +41,13 @@ class RetrieveThread(threading.Thread):
     def release_slot(self) -> None:
         self.slots.put(True)
 
-    def run(self) -> None:
+    def work(self) -> None:
+        self._loop()
+
+    def wrap_up(self) -> None:
         from .base import STOP
 
-        try:
-            self._loop()
-        finally:
-            self.downstream.put(STOP)
+        self.downstream.put(STOP)
 
     def _may_fetch(self) -> bool:
         ctx, settings = self.ctx, self.ctx.settings
@@ -108,6 +110,9 @@ class RetrieveThread(threading.Thread):
                 except PilotError as exc:
                     self.failures += 1
                     self.error_code = exc.code
+                    if not exc.retry:
+                        log.error("getJob failed: %s (not retried)", exc)
+                        return
                     log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.settings.getjob_failures, exc)
                     if self.failures < self.ctx.settings.getjob_failures:
                         pause = next(self._backoff)

@@ -8,7 +8,6 @@ failed file never leaves a file under its final name.
 from __future__ import annotations
 
 import errno
-import importlib
 import logging
 import os
 import shutil
@@ -20,17 +19,6 @@ from ..job import FileSpec
 from .checksum import Digest, copy_stream, mismatch_code
 
 log = logging.getLogger(__name__)
-
-# name -> "module:Class"; imported on first use so a pilot only loads the tools its queue uses.
-REGISTRY: Dict[str, str] = {
-    "mv": "pilot.transfer.mv:MvCopytool",
-    "xrdcp": "pilot.transfer.xrdcp:XrdcpCopytool",
-    "gfal": "pilot.transfer.gfal:GfalCopytool",
-    "gfalcopy": "pilot.transfer.gfal:GfalCopytool",
-    "rucio": "pilot.transfer.rucio:RucioCopytool",
-    "s3": "pilot.transfer.s3:S3Copytool",
-    "objectstore": "pilot.transfer.s3:S3Copytool",  # Pilot 3's name for its object-store copytool
-}
 
 # Activity keys Pilot 3 and CRIC use in acopytools/astorages. Anything else is a configuration error.
 KNOWN_ACTIVITIES = frozenset({
@@ -88,12 +76,10 @@ def copytool_names(acopytools: Dict[str, List[str]], activities: Sequence[str]) 
 
 
 def get_copytool(name: str, setup: Optional[dict] = None) -> "Copytool":
-    target = REGISTRY.get(name)
-    if target is None:
-        raise PilotError(1323, f"unknown copytool {name!r} (available: {sorted(REGISTRY)})")
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(setup or {})
+    """The copytool called `name` (pilot.registry.COPYTOOLS; unknown names are 1323)."""
+    from ..registry import COPYTOOLS
+
+    return COPYTOOLS.create(name, setup or {})
 
 
 def os_error_code(exc: OSError, direction: str) -> int:

@@ -46,15 +46,17 @@ def build(spec: FileSpec, job: Job, ctx, direction: str, ended: Optional[float] 
     started = ended - (spec.transfer_seconds or 0.0)
     analysis = str(job.raw.get("prodSourceLabel", "")).lower() == "user"
     event = ("get_sm" if direction == "in" else "put_sm") + ("_a" if analysis else "")
-    ok = spec.status == "transferred"
+    ok = spec.status in ("transferred", "remote_io")
+    direct = spec.status == "remote_io"  # read in place by the payload (Pilot 3: FOUND_ROOT, direct_access)
     url = spec.turl or spec.surl or ""
     site = ctx.queuedata.site or ctx.queuedata.resource or ctx.queuedata.name
     from .. import __version__
 
     return {
         "eventType": event, "eventVersion": f"pilot-{__version__}", "uuid": uuid.uuid4().hex,
-        "clientState": "DONE" if ok else CLIENT_STATES.get(spec.status_code, "COPY_ERROR"),
-        "stateReason": "OK" if ok else (spec.diag or "")[:250],
+        "clientState": ("FOUND_ROOT" if direct else "DONE") if ok else CLIENT_STATES.get(spec.status_code,
+                                                                                        "COPY_ERROR"),
+        "stateReason": ("direct_access" if direct else "OK") if ok else (spec.diag or "")[:250],
         "scope": spec.scope, "filename": spec.lfn, "dataset": spec.dataset or "", "guid": spec.guid or "",
         "filesize": spec.filesize or 0, "protocol": url.split("://", 1)[0] if "://" in url else "",
         "url": url, "localSite": spec.ddmendpoint or site, "remoteSite": spec.ddmendpoint or "",
