@@ -100,8 +100,9 @@ def test_multi_job_pilot_without_same_user_takes_the_next_job(panda, tmp_path):
 def test_multi_job_pilot_asks_again_after_no_jobs(panda, tmp_path):
     """Time floor 1 min: an empty queue is asked again (back-off 0.5 s, then 1 s) and a job arriving later runs.
 
-    About 15 s: the pilot asks until -x 12 empty replies, 1 s apart, before and after the job."""
-    proc = pilot(panda, tmp_path, "--queuedata-url", queue_file(tmp_path, timefloor=1), "-v", "50", "-x", "12",
+    About 20 s: the pilot asks until -x 20 empty replies, 1 s apart, before and after the job (the job is
+    submitted after the first one, and activating it takes the server a few seconds)."""
+    proc = pilot(panda, tmp_path, "--queuedata-url", queue_file(tmp_path, timefloor=1), "-v", "50", "-x", "20",
                  wait=False)
     deadline = time.time() + 30
     seen = ""
@@ -115,4 +116,4 @@ def test_multi_job_pilot_asks_again_after_no_jobs(panda, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
     assert panda.job_status(panda_id) == "holding"
-    assert "asking again" in err and "12 empty job request(s) (-x 12)" in err
+    assert "asking again" in err and "20 empty job request(s) (-x 20)" in err
