@@ -243,7 +243,11 @@ class PandaChannel(Channel):
         return Reply(ok=True, commands=reply.commands, where=f"{self.base} (update_job)")
 
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
-        path = self.spool.write(job.jobid, data, final)
+        try:
+            path: Optional[str] = self.spool.write(job.jobid, data, final)
+        except OSError as exc:  # a full disk: the update goes out all the same, without a copy for a next pilot
+            log.error("job %s: update not spooled (%s): sending it without a spool copy", job.jobid, exc)
+            path = None
         if not final:
             try:
                 result = self._send_update(data)
@@ -251,11 +255,12 @@ class PandaChannel(Channel):
                 log.error("heartbeat of job %s: %s", job.jobid, exc.diag)
                 result = None
             finally:
-                self.spool.remove(path)
+                if path:
+                    self.spool.remove(path)
             return result if result is not None else Reply(ok=False, where=self.base)
         return self._deliver_final(path, data, f"final update of job {job.jobid}")
 
-    def _deliver_final(self, path: str, data: Dict[str, Any], what: str) -> Reply:
+    def _deliver_final(self, path: Optional[str], data: Dict[str, Any], what: str) -> Reply:
         return deliver_final(self.ctx, path, lambda: self._send_update(data), what)
 
     def replay(self, directory: str) -> int:
