@@ -158,13 +158,40 @@ def _main_dir(args, hpc_scratch: str = "") -> str:
     if is_hpc_mode(args):  # each rank in its own scratch dir (RAM disk or node-local disk)
         return scratch_dir(os.path.abspath(args.workdir or hpc_scratch), discover_rank())
     if not args.workdir:
-        return os.getcwd()
+        return _writable_cwd()
     path = os.path.join(os.path.abspath(args.workdir), f"PanDA_Pilot3_{os.getpid()}_{int(time.time())}")
     try:
         os.makedirs(path, 0o755)
     except OSError as exc:
         raise PilotError(1199, f"cannot create main work dir {path}: {exc}") from None
     return path
+
+
+def _writable_cwd() -> str:
+    """The current dir as the main work dir, if the pilot can write there (else 1199: give -a)."""
+    try:
+        path = os.getcwd()
+        probe = os.path.join(path, f".pilot-write-test-{os.getpid()}")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise PilotError(1199, f"cannot use the current directory as the main work dir ({exc.strerror}); "
+                               f"run the pilot in a writable directory or give -a DIR") from None
+    return path
+
+
+def lifetime_from_env() -> Optional[float]:
+    """PANDAPILOT_LIFETIME (seconds) if set, as Pilot 3 reads it; a value that is no positive number is refused."""
+    raw = os.environ.get("PANDAPILOT_LIFETIME", "")
+    if not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < 1e9):  # also refuses nan and inf
+        raise PilotError(1008, f"PANDAPILOT_LIFETIME={raw[:40]!r} is not a positive number of seconds")
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -204,6 +231,7 @@ def run(args) -> int:
     from .queuedata import load_queuedata
 
     config = load_config(args.config or None)
+    env_lifetime = lifetime_from_env()  # checked before anything is created
     if args.capath:  # as Pilot 3: the tools and libraries (xrootd, gfal2/davix, requests) read the variable
         os.environ["X509_CERT_DIR"] = os.path.abspath(args.capath)
     main_dir = _main_dir(args, config.hpc.scratch)
@@ -232,7 +260,7 @@ def run(args) -> int:
     paths = Paths(source=os.getcwd(), main=main_dir,
                   input_dir=os.path.abspath(args.input_dir) if args.input_dir else storage,
                   output_dir=os.path.abspath(args.output_dir) if args.output_dir else storage)
-    lifetime = float(os.environ.get("PANDAPILOT_LIFETIME") or queuedata.maxtime or args.lifetime)
+    lifetime = env_lifetime or float(queuedata.maxtime or args.lifetime)
     ctx = Context(config=config, args=args, queuedata=queuedata, paths=paths, lifetime=lifetime)
     if args.storagedata_url:
         from .transfer.storage import load_storage_data
@@ -331,6 +359,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return run(args)
     except PilotError as exc:
-        log.error("pilot failed: %s", exc) if logging.getLogger().handlers else print(f"pilot: {exc}",
-                                                                                       file=sys.stderr)
+        _one_line(str(exc))
         return shell_exit_code(exc.code)
+    except KeyboardInterrupt:  # SIGINT before the pilot's own handlers are in place
+        _one_line("interrupted (SIGINT) during start-up")
+        return shell_exit_code(1208)
+    except Exception as exc:  # noqa: BLE001 -- any other start-up failure: a code and one line, not a traceback
+        log.debug("start-up failure", exc_info=True)
+        _one_line(f"1008 GENERALERROR: {type(exc).__name__}: {str(exc)[:200]}")
+        return shell_exit_code(1008)
+
+
+def _one_line(text: str) -> None:
+    """To the pilot log once it exists, else to stderr."""
+    log.error("pilot failed: %s", text) if logging.getLogger().handlers else print(f"pilot: {text}", file=sys.stderr)

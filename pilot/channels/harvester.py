@@ -68,8 +68,8 @@ class HarvesterChannel(Channel):
         self.attributes_path = args.harvester_workerattributes or os.path.join(self.ap, cfg.workerattributes_file)
         self.events_path = args.harvester_eventstatusdump or os.path.join(self.ap, cfg.stageoutn_file)
         self.request_path = os.path.join(self.ap, cfg.job_request_file)
-        self.poll_interval = float(cfg.job_poll_interval)
-        self.wait_limit = float(cfg.job_wait_limit)
+        self.poll_interval = cfg.job_poll_interval
+        self.wait_limit = cfg.job_wait_limit
         self.push = args.harvester_submitmode == "PUSH"
         self._served = 0
         log.info("Harvester %s mode, access point %s", args.harvester_submitmode, self.ap)

@@ -34,13 +34,13 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 def fetch(url: str, dest: str, ctx) -> None:
     """Download `url` (http(s)://, file:// or a local path; other schemes through gfal-copy) to `dest`."""
     cfg = ctx.config.payload
-    limit = int(cfg.sandbox_max_mb) * 1024 * 1024
+    limit = cfg.sandbox_max_mb * 1024 * 1024
     shown = mask(url)[:200]
     if url.startswith(("http://", "https://")):
         import requests  # lazily: only jobs with a sandbox need it
 
         try:
-            with requests.get(url, stream=True, timeout=(30, float(cfg.sandbox_timeout))) as reply:
+            with requests.get(url, stream=True, timeout=(30, cfg.sandbox_timeout)) as reply:
                 reply.raise_for_status()
                 size = 0
                 with open(dest, "wb") as handle:
