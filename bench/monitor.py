@@ -45,7 +45,7 @@ def measure(size: int, ticks: int, workdir: str) -> dict:
     config = load_config()
     ctx = types.SimpleNamespace(config=config, queuedata=from_dict(dict(BUILTIN_LOCAL), "LOCAL"),
                                 paths=types.SimpleNamespace(main=workdir), abort=Trigger(),
-                                args=types.SimpleNamespace(verify_proxy=True))
+                                settings=types.SimpleNamespace(verify_proxy=True))
     job = parse_job({"PandaID": 1, "transformation": "sh"})
     job.workdir = workdir
     monitor = JobMonitor(ctx, job, proc)

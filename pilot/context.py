@@ -18,6 +18,7 @@ from . import __version__
 from .config import Config
 from .errors import signal_code
 from .queuedata import QueueData
+from .settings import Settings
 from .trigger import Trigger
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _batch_id() -> str:
 @dataclass
 class Context:
     config: Config
-    args: Any  # the parsed command line (argparse.Namespace)
+    settings: Settings  # the command line, typed (built once by main)
     queuedata: QueueData
     paths: Paths
     started: float = field(default_factory=time.time)  # wall clock at pilot start
@@ -79,7 +80,10 @@ class Context:
         if self.abort.is_set():
             return False
         self.signum = signum
-        return self.abort.fire(signal_code(signum), f"pilot received {name}")
+        code = signal_code(signum)
+        if code == 1201 and self.settings.pod:  # Pilot 3: a SIGTERM in a Kubernetes pod is a preemption
+            code = 1379
+        return self.abort.fire(code, f"pilot received {name}")
 
     def delivery_deadline(self) -> float:
         """time.monotonic() by which pending reports must be delivered: the abort grace, else the lifetime."""
@@ -87,13 +91,23 @@ class Context:
             return self.abort.fired_at + self.config.pilot.abort_grace - 2.0
         return self.started_mono + self.lifetime
 
+    def stageout_deadline(self, share: float = 2 / 3) -> float:
+        """time.monotonic() by which stage-out stops after an abort: `share` of the abort grace (the log tarball
+        stops reading at a third, transfers at two thirds), so the rest is left for the final report."""
+        if self.abort.is_set():
+            return self.abort.fired_at + self.config.pilot.abort_grace * share
+        return float("inf")
+
+    def log_tarball_deadline(self) -> float:
+        return self.stageout_deadline(1 / 3)
+
     def on_abort(self, callback: Callable[[], None]):
         """Context manager: run `callback` if the pilot aborts while inside the block."""
         return self.abort.on_fire(callback)
 
     # --- what every server update carries --------------------------------------------------------------------
     def static_update_fields(self) -> Dict[str, Optional[str]]:
-        version_tag = getattr(self.args, "version_tag", "PR") or "PR"
+        version_tag = self.settings.version_tag or "PR"
         return {
             "siteName": self.queuedata.resource,
             "node": socket.gethostname(),

@@ -315,9 +315,22 @@ def parse_job(raw: Dict[str, Any], max_field: int = 1048576) -> Job:
     """Build a Job from a job definition dict.
 
     Raises PilotError only when the definition has no usable PandaID. Any other problem is recorded on the
-    returned job (first problem first), so the job can still be reported as failed with that code.
+    returned job (first problem first), so the job can still be reported as failed with that code -- a bug in
+    the parser included (1319): the job has been claimed, so it must be reported, never dropped.
     """
     jobid = job_id_of(raw)
+    try:
+        return _parse_job(jobid, raw, max_field)
+    except Exception as exc:
+        from .threads import internal_diag
+
+        log.error("job %s: definition could not be parsed", jobid, exc_info=True)
+        job = Job(jobid=jobid, raw=raw)
+        job.fail(1319, internal_diag("job parser", exc))
+        return job
+
+
+def _parse_job(jobid: str, raw: Dict[str, Any], max_field: int) -> Job:
     reader = _Reader(raw, max_field)
     job = Job(jobid=jobid, raw=raw)
     job.taskid = reader.text("taskID")

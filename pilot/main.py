@@ -6,7 +6,6 @@ the log, read the config and the queue data, pick the job channel. Anything heav
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -15,151 +14,46 @@ from typing import List, Optional
 
 from . import __version__
 from .errors import PilotError, shell_exit_code
+from .options import build_parser, legacy_selector_refusal, notes, refusal
+from .settings import Settings
 
 log = logging.getLogger("pilot")
 
-WORKFLOWS = ("generic", "generic_hpc", "production", "production_hpc", "analysis", "analysis_hpc",
-             "eventservice_hpc", "stager", "payload_stageout")
-IMPLEMENTED_WORKFLOWS = ("generic", "generic_hpc")
 
-
-def str2bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    low = str(value).strip().lower()
-    if low in ("yes", "true", "t", "y", "1"):
-        return True
-    if low in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"boolean value expected, got {value!r}")
-
-
-def _flags(*names: str) -> List[str]:
-    """Each long option in both spellings (--pilot-user and --pilot_user), as Pilot 3 users type either."""
-    out: List[str] = []
-    for name in names:
-        out.append(name)
-        if name.startswith("--"):
-            alt = "--" + (name[2:].replace("-", "_") if "-" in name[2:] else name[2:].replace("_", "-"))
-            if alt != name:
-                out.append(alt)
-    return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pilot", description="Worker-node pilot for PanDA-style workloads.",
-                                allow_abbrev=False)
-    add = p.add_argument
-    flag = dict(nargs="?", const=True, type=str2bool)
-    add("-q", *_flags("--queue"), dest="queue", required=True, help="PanDA queue name (LOCAL: built-in local queue)")
-    add(*_flags("--pilot-user"), dest="pilot_user", default="generic", help="experiment plug-in (generic)")
-    add("-a", *_flags("--workdir"), dest="workdir", default="", help="parent of the pilot's main work dir")
-    add(*_flags("--cleanup"), dest="cleanup", default=True, **flag, help="remove job work dirs after each job")
-    add("-i", *_flags("--versiontag"), dest="version_tag", default="PR", choices=("PR", "RC", "RCM", "ALRB"))
-    add("-z", *_flags("--noserverupdate"), dest="update_server", action="store_false")
-    add(*_flags("--no-pilot-log"), dest="nopilotlog", action="store_true")
-    add("-d", *_flags("--debug"), dest="debug", action="store_true")
-    add(*_flags("--redirect-stdout"), dest="redirectstdout", default="")
-    add("-j", *_flags("--joblabel"), dest="job_label", default="ptest")
-    add("-v", *_flags("--getjobrequests"), dest="getjob_requests", type=int, default=2)
-    add("-x", *_flags("--getjobfailures"), dest="getjob_failures", type=int, default=5)
-    add(*_flags("--country-group"), dest="country_group", default="")
-    add(*_flags("--working-group"), dest="working_group", default="")
-    add(*_flags("--allow-other-country"), dest="allow_other_country", default=False, **flag)
-    add(*_flags("--allow-same-user"), dest="allow_same_user", default=True, **flag)
-    add(*_flags("--job-type"), dest="jobtype", default="")
-    add("-w", *_flags("--workflow"), dest="workflow", default="generic", choices=WORKFLOWS)
-    add("-l", *_flags("--lifetime"), dest="lifetime", type=int, default=324000)
-    add("-L", *_flags("--leasetime"), dest="leasetime", type=int, default=3600)
-    add("-r", *_flags("--resource"), dest="resource", default="", help="obsolete, ignored")
-    add("-s", *_flags("--site"), dest="site", default="", help="obsolete, ignored")
-    add(*_flags("--resource-type"), dest="resource_type", default="")
-    add("-b", *_flags("--nocvmfs"), dest="cvmfs", action="store_false")
-    add(*_flags("--stageout-attempts"), dest="stageout_attempts", type=int, default=1)
-    add(*_flags("--harvester-workdir"), dest="harvester_workdir", default="")
-    add(*_flags("--harvester-datadir"), dest="harvester_datadir", default="")
-    add(*_flags("--harvester-eventstatusdump"), dest="harvester_eventstatusdump", default="")
-    add(*_flags("--harvester-workerattributes"), dest="harvester_workerattributes", default="")
-    add(*_flags("--harvester-submit-mode"), dest="harvester_submitmode", default="PULL", choices=("PULL", "PUSH"))
-    add(*_flags("--input-dir"), dest="input_dir", default="")
-    add(*_flags("--input-destination-dir"), dest="input_destination_dir", default="")
-    add(*_flags("--output-dir"), dest="output_dir", default="")
-    add(*_flags("--hpc-resource"), dest="hpc_resource", default="")
-    add(*_flags("--hpc-mode"), dest="hpc_mode", default="manytoone")
-    add(*_flags("--es-executor-type"), dest="executor_type", default="generic")
-    add(*_flags("--pod"), dest="pod", default=False, **flag)
-    add("-t", *_flags("--noproxyverification"), dest="verify_proxy", action="store_false")
-    add("-u", *_flags("--verifypayloadproxy"), dest="verify_payload_proxy", action="store_false")
-    add("-y", *_flags("--notokenrenewal"), dest="token_renewal", action="store_false")
-    add(*_flags("--cacert"), dest="cacert", default=None)
-    add(*_flags("--capath"), dest="capath", default=None)
-    add(*_flags("--url"), dest="url", default="")
-    add("-p", *_flags("--port"), dest="port", type=int, default=25443)
-    add(*_flags("--queuedata-url"), dest="queuedata_url", default="")
-    add(*_flags("--storagedata-url"), dest="storagedata_url", default="")
-    add("-k", *_flags("--noworkerpilotstatusupdate"), dest="workerpilotstatusupdate", action="store_false")
-    add(*_flags("--subscribe-to-msgsvc"), dest="subscribe_to_msgsvc", action="store_true")
-    add(*_flags("--use-https"), dest="use_https", default=True, **flag)
-    add("-g", *_flags("--baseurls"), dest="baseurls", default="")
-    add(*_flags("--use-realtime-logging"), dest="use_realtime_logging", action="store_true")
-    add(*_flags("--realtime-logging-server"), dest="realtime_logging_server", default=None)
-    add(*_flags("--realtime-logname"), dest="realtime_logname", default=None)
-    add(*_flags("--use-rucio-traces"), dest="use_rucio_traces", default=True, **flag)
-    add(*_flags("--rucio-host"), dest="rucio_host", default="")
-    # ours
-    add(*_flags("--job-source"), dest="job_source", default="",
-        help="where jobs come from: panda (the server of --url), harvester (shared files in the access point), "
-             "local (built-in fake job), local:DIR (job-definition JSON files in DIR) or picas:URL/DB (PiCaS "
-             "tokens in a CouchDB database; docs/picas.md); default: harvester in "
-             "Harvester mode, local for -q LOCAL without --url, else panda")
-    add(*_flags("--replay-spool"), dest="replay_spool", default="",
-        help="deliver the final updates an earlier pilot left in DIR (its main work dir or its spool dir) first")
-    add(*_flags("--config"), dest="config", default="", help="INI file overriding default.cfg")
-    add("--check", action="store_true", help="check whether this node can run the queue's jobs, then exit")
-    add(*_flags("--log-format"), dest="log_format", default="text", choices=("text", "json"),
-        help="text (Pilot 3 style) or json (one object per line, for log shippers)")
-    add("--version", action="version", version=f"pilot {__version__}")
-    return p
-
-
-def unsupported_use(args) -> Optional[str]:
-    """A clear message if the arguments ask for something this version cannot do (None if all is fine)."""
-    if args.workflow not in IMPLEMENTED_WORKFLOWS:
-        return f"workflow {args.workflow!r} is not implemented (implemented: {', '.join(IMPLEMENTED_WORKFLOWS)})"
-    for dest, what in (("subscribe_to_msgsvc", "message-service subscription"),
-                       ("use_realtime_logging", "real-time logging")):
-        if getattr(args, dest):
-            option = "--" + dest.replace("_", "-")
-            return f"{option}: {what} is not implemented in this version"
-    source = job_source(args)
-    if not (source in ("local", "panda", "harvester") or source.startswith(("local:", "picas:"))):
-        return (f"job source {source!r} is not implemented in this version; use panda (the default for a real "
-                f"queue), harvester, local (built-in job), local:DIR or picas:URL/DB")
-    if args.replay_spool and not (source == "panda" or source.startswith("picas:")):
-        return "--replay-spool needs the panda or picas job source (a server to deliver the spooled updates to)"
-    return None
-
-
-def job_source(args) -> str:
-    if args.job_source:
-        return args.job_source
+def job_source(settings: Settings) -> str:
+    if settings.job_source:
+        return settings.job_source
     from .channels.harvester import is_harvester_mode
 
     from .hpc import is_hpc_mode
 
-    if is_harvester_mode(args) or is_hpc_mode(args):
+    if is_harvester_mode(settings) or is_hpc_mode(settings):
         return "harvester"
-    return "local" if args.queue == "LOCAL" and not args.url else "panda"
+    return "local" if settings.queue == "LOCAL" and not settings.url else "panda"
 
 
-def _main_dir(args, hpc_scratch: str = "") -> str:
+def unsupported_use(settings: Settings) -> Optional[str]:
+    """A clear message if the command line asks for something this version cannot do (None if all is fine)."""
+    problem = refusal(settings)
+    if problem:
+        return problem
+    source = job_source(settings)
+    if not (source in ("local", "panda", "harvester") or source.startswith(("local:", "picas:"))):
+        return (f"job source {source!r} is not implemented in this version; use panda (the default for a real "
+                f"queue), harvester, local (built-in job), local:DIR or picas:URL/DB")
+    if settings.replay_spool and not (source == "panda" or source.startswith("picas:")):
+        return "--replay-spool needs the panda or picas job source (a server to deliver the spooled updates to)"
+    return None
+
+
+def _main_dir(settings: Settings, hpc_scratch: str = "") -> str:
     from .hpc import discover_rank, is_hpc_mode, scratch_dir
 
-    if is_hpc_mode(args):  # each rank in its own scratch dir (RAM disk or node-local disk)
-        return scratch_dir(os.path.abspath(args.workdir or hpc_scratch), discover_rank())
-    if not args.workdir:
+    if is_hpc_mode(settings):  # each rank in its own scratch dir (RAM disk or node-local disk)
+        return scratch_dir(os.path.abspath(settings.workdir or hpc_scratch), discover_rank())
+    if not settings.workdir:
         return _writable_cwd()
-    path = os.path.join(os.path.abspath(args.workdir), f"PanDA_Pilot3_{os.getpid()}_{int(time.time())}")
+    path = os.path.join(os.path.abspath(settings.workdir), f"PanDA_Pilot3_{os.getpid()}_{int(time.time())}")
     try:
         os.makedirs(path, 0o755)
     except OSError as exc:
@@ -208,6 +102,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class QuietFileHandler(logging.FileHandler):
+    """pilotlog.txt: a full disk costs log lines (said once on stderr), never a traceback per record."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"pilot: cannot write {self.baseFilename}: {sys.exc_info()[1]} (later lines only on stderr)",
+                  file=sys.stderr)
+
+
 def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt: str = "text") -> None:
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
@@ -216,7 +122,7 @@ def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt:
         formatter.converter = time.gmtime
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if to_file:
-        handlers.append(logging.FileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
+        handlers.append(QuietFileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
     root = logging.getLogger()
     for handler in handlers:
         handler.setFormatter(formatter)
@@ -224,48 +130,68 @@ def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
-def run(args) -> int:
-    from .config import load_config
+def queuedata_sources(settings: Settings, config, main_dir: str):
+    """Where the queue data may come from, in Pilot 3's order plus the server's cache (pilot/queuedata.py)."""
+    from .channels.panda import server_url
+    from .queuedata import LOCAL_QUEUE, Sources
+
+    info = config.information
+    launch_dir = os.getcwd()
+    cache_dir = info.cache_dir or (os.path.abspath(settings.workdir) if settings.workdir else launch_dir)
+    local_only = settings.queue == LOCAL_QUEUE  # the built-in queue, unless a file or URL is named
+    server = ""
+    if info.queuedata_url and not local_only:
+        base = server_url(settings.url or os.environ.get("PANDA_SERVER_URL", ""), settings.port,
+                          config.pilot.pandaserver)
+        server = info.queuedata_url.replace("{pandaserver}", base)
+    return Sources(url=settings.queuedata_url, launch_file=os.path.join(launch_dir, info.queuedata_cache),
+                   server=server, cric="" if local_only else info.queues_url,
+                   cache_file=os.path.join(cache_dir, ".pilot-cache", f"schedconfig-{settings.queue}.json"),
+                   cache_age=float(info.queuedata_cache_age), stale_age=float(info.queuedata_cache_stale))
+
+
+def run(settings: Settings, config, main_dir: str, report) -> int:
     from .context import Context, Paths
     from .payload.process import become_subreaper
     from .queuedata import load_queuedata
 
-    config = load_config(args.config or None)
-    env_lifetime = lifetime_from_env()  # checked before anything is created
-    if args.capath:  # as Pilot 3: the tools and libraries (xrootd, gfal2/davix, requests) read the variable
-        os.environ["X509_CERT_DIR"] = os.path.abspath(args.capath)
-    main_dir = _main_dir(args, config.hpc.scratch)
-    setup_logging(main_dir, config.pilot.pilotlog, args.debug, not args.nopilotlog, args.log_format)
-    log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, args.queue, main_dir,
+    log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, settings.queue, main_dir,
              os.getpid(), sys.version.split()[0])
+    check_dependencies()
+    for line in notes(settings):
+        log.info("%s", line)
     if not become_subreaper():
         log.warning("could not become a child subreaper: daemonised payload processes may escape clean-up")
-    queuedata = load_queuedata(args.queue, args.queuedata_url, config.information.queuedata_url,
-                               config.information.download_timeout, config.information.download_attempts,
-                               os.path.join(main_dir, config.information.queuedata_cache))
-    verify_proxy_at_start(args, config)
-    source = job_source(args)
+    # the copy in the main work dir is not written into the launch dir: the next pilot there would take it
+    # for a site-provided queuedata.json
+    copy = os.path.join(main_dir, config.information.queuedata_cache)
+    queuedata = load_queuedata(settings.queue, timeout=config.information.download_timeout,
+                               attempts=config.information.download_attempts,
+                               cache_path=None if os.path.samefile(main_dir, os.getcwd()) else copy,
+                               sources=queuedata_sources(settings, config, main_dir))
+    verify_proxy_at_start(settings, config)
+    source = job_source(settings)
     storage = os.path.join(main_dir, "storage")
     placement = None
     if source == "harvester":  # Harvester pre-places inputs in, and stages outputs out of, the access point
         from .channels.harvester import access_point
         from .hpc import discover_rank, is_hpc_mode, place
 
-        storage = access_point(args, main_dir)
-        if is_hpc_mode(args):
+        storage = access_point(settings, main_dir)
+        if is_hpc_mode(settings):
             placement = place(storage, discover_rank(), config.harvester.jobs_list_file)
             storage = placement.access_point
             log.info("HPC rank %d: job %s in %s", placement.rank, placement.panda_id or f"#{placement.job_index}",
                      storage)
     paths = Paths(source=os.getcwd(), main=main_dir,
-                  input_dir=os.path.abspath(args.input_dir) if args.input_dir else storage,
-                  output_dir=os.path.abspath(args.output_dir) if args.output_dir else storage)
-    lifetime = env_lifetime or float(queuedata.maxtime or args.lifetime)
-    ctx = Context(config=config, args=args, queuedata=queuedata, paths=paths, lifetime=lifetime)
-    if args.storagedata_url:
+                  input_dir=os.path.abspath(settings.input_dir) if settings.input_dir else storage,
+                  output_dir=os.path.abspath(settings.output_dir) if settings.output_dir else storage)
+    lifetime = lifetime_from_env() or float(queuedata.maxtime or settings.lifetime)
+    ctx = Context(config=config, settings=settings, queuedata=queuedata, paths=paths, lifetime=lifetime)
+    if settings.storagedata_url:
         from .transfer.storage import load_storage_data
 
-        ctx.storage.update(load_storage_data(args.storagedata_url))
+        ctx.storage.update(load_storage_data(settings.storagedata_url))
 
     from .pipeline import Pipeline
 
@@ -274,14 +200,44 @@ def run(args) -> int:
     pipeline.install_signal_handlers()
     code = pipeline.run()
     summarize(pipeline, code)
+    if ctx.abort_code:
+        report.error_code, report.diag = ctx.abort_code, ctx.abort_reason
+    elif pipeline.unreported:
+        report.error_code, report.diag = 1318, f"final state of job(s) {', '.join(pipeline.unreported)} not delivered"
+    elif not pipeline.finished_jobs and pipeline.retrieve.error_code:
+        report.error_code, report.diag = pipeline.retrieve.error_code, "no job: every job request failed"
     return code
 
 
-def verify_proxy_at_start(args, config) -> None:
+RUNTIME_DEPENDENCIES = ("requests", "psutil")
+
+
+def check_dependencies() -> None:
+    """A Python without requests or psutil would take a job it cannot talk about or watch: stop before that (1342).
+
+    Only looked up, not imported (both are loaded later, where used): importing them here would cost every
+    pilot start some 20 MB and a quarter of a second.
+    """
+    import importlib.util
+
+    missing = []
+    for module in RUNTIME_DEPENDENCIES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken package, or one hidden by the environment
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise PilotError(1342, f"Python module(s) {', '.join(missing)} missing in {sys.executable}: install "
+                               f"them (pip install -r requirements.txt) or run the pilot with another Python")
+
+
+def verify_proxy_at_start(settings: Settings, config) -> None:
     """A proxy that is named but unusable, expired or too short stops the pilot before it asks for a job."""
     from .monitor.proxy import check_proxy, proxy_path
 
-    if not args.verify_proxy:
+    if not settings.verify_proxy:
         return
     path = proxy_path()
     if not os.environ.get("X509_USER_PROXY") and not os.path.exists(path):
@@ -293,32 +249,13 @@ def verify_proxy_at_start(args, config) -> None:
 
 
 def make_channel(ctx, source: str, placement=None):
-    """The job channel for `source`; the PanDA one first replays final updates an earlier pilot spooled."""
-    if source.startswith("local"):
-        from .channels.local import LocalChannel
+    """The job channel for `source` (NAME[:ADDRESS], pilot.registry.CHANNELS); it first delivers the final
+    updates an earlier pilot spooled (--replay-spool, and its own spool dir left by a pilot before it)."""
+    from .registry import CHANNELS
 
-        return LocalChannel(ctx, job_dir=source.partition(":")[2])
-    if source == "harvester":
-        from .channels.harvester import HarvesterChannel
-
-        return HarvesterChannel(ctx, placement)
-    if source.startswith("picas:"):
-        from .channels.picas import PicasChannel
-
-        spool_dir = os.path.join(ctx.paths.main, "spool")
-        channel = PicasChannel(ctx, source.partition(":")[2], spool_dir)
-        _replay(channel, ctx.args.replay_spool, spool_dir)
-        return channel
-    from .channels.panda import PandaChannel
-
-    spool_dir = os.path.join(ctx.paths.main, "spool")
-    channel = PandaChannel(ctx, spool_dir)
-    channel.worker_status("started")
-    if ctx.config.pilot.send_worker_node:
-        channel.worker_node()
-    ctx.resource_types.update(channel.resource_types())
-    log.info("resource types from the server: %s", ", ".join(sorted(ctx.resource_types)) or "none")
-    _replay(channel, ctx.args.replay_spool, spool_dir)
+    name, _, address = source.partition(":")
+    channel = CHANNELS.get(name).open(ctx, address, placement)
+    _replay(channel, ctx.settings.replay_spool, channel.spool_dir)
     return channel
 
 
@@ -342,32 +279,83 @@ def summarize(pipeline, code: int) -> None:
     log.info("pilot done: %d job(s), exit code %d, %.3f s", len(pipeline.finished_jobs), code, pipeline.ctx.elapsed())
 
 
+def _redirect_stdout(path: str) -> None:
+    """--redirect-stdout FILE: the pilot's standard output goes to FILE from here on (Pilot 3)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        raise PilotError(1008, f"--redirect-stdout {path}: {exc}") from None
+    sys.stdout.flush()
+    os.dup2(fd, 1)
+    os.close(fd)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.check:
+    from .channels.harvester_exit import ExitReport
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    report = ExitReport.from_argv(argv)  # Harvester learns how the pilot ended, whenever it ends
+    code, diag = 0, ""
+    try:
+        code, diag = _main(argv, report)
+    except SystemExit as exc:  # argparse: bad flags (2), --help/--version (0)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        diag = diag or ("bad command line" if code else "")
+    finally:
+        report.write(code, diag)
+    return code
+
+
+def _main(argv: List[str], report) -> tuple:
+    """(shell exit code, diagnostic) of the whole pilot run."""
+    settings = Settings.from_namespace(build_parser().parse_args(argv))
+    report.settings = settings
+    if settings.check:
         from .selfcheck import run_check
 
         try:
-            return run_check(args)
+            return run_check(settings), ""
         except PilotError as exc:
             print(f"pilot: {exc}", file=sys.stderr)
-            return shell_exit_code(exc.code)
-    problem = unsupported_use(args)
+            return shell_exit_code(exc.code), str(exc)
+    problem = unsupported_use(settings)
     if problem:
         print(f"pilot: error: {problem}", file=sys.stderr)
-        return 2
+        return 2, problem
     try:
-        return run(args)
+        if settings.redirectstdout:
+            _redirect_stdout(settings.redirectstdout)
+        from .config import load_config
+
+        config = load_config(settings.config or None)
+        report.config = config
+        lifetime_from_env()  # a bad value stops the pilot before anything is created
+        problem = legacy_selector_refusal(settings, config.pilot.panda_api)
+        if problem:
+            print(f"pilot: error: {problem}", file=sys.stderr)
+            return 2, problem
+        if settings.capath:  # as Pilot 3: the tools and libraries (xrootd, gfal2/davix, requests) read the variable
+            os.environ["X509_CERT_DIR"] = os.path.abspath(settings.capath)
+        main_dir = _main_dir(settings, config.hpc.scratch)
+        report.main_dir = main_dir
+        setup_logging(main_dir, config.pilot.pilotlog, settings.debug, not settings.nopilotlog,
+                      settings.log_format)
+        code = run(settings, config, main_dir, report)
+        return code, report.diag
     except PilotError as exc:
         _one_line(str(exc))
-        return shell_exit_code(exc.code)
+        report.error_code = exc.code
+        return shell_exit_code(exc.code), str(exc)
     except KeyboardInterrupt:  # SIGINT before the pilot's own handlers are in place
         _one_line("interrupted (SIGINT) during start-up")
-        return shell_exit_code(1208)
+        report.error_code = 1208
+        return shell_exit_code(1208), "interrupted (SIGINT) during start-up"
     except Exception as exc:  # noqa: BLE001 -- any other start-up failure: a code and one line, not a traceback
         log.debug("start-up failure", exc_info=True)
-        _one_line(f"1008 GENERALERROR: {type(exc).__name__}: {str(exc)[:200]}")
-        return shell_exit_code(1008)
+        text = f"1008 GENERALERROR: {type(exc).__name__}: {str(exc)[:200]}"
+        _one_line(text)
+        report.error_code = 1008
+        return shell_exit_code(1008), text
 
 
 def _one_line(text: str) -> None:

@@ -27,6 +27,7 @@ from .stages.retrieve import RetrieveThread
 from .stages.stagein import StageInStage
 from .stages.stageout import StageOutStage
 from .stages.validate import ValidateStage
+from .threads import INTERNAL_ERROR, join_all
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,17 @@ class Pipeline:
             apply_commands(self.ctx, job, reply.commands)
         return reply
 
+    def check_commands(self, job: Job) -> None:
+        """Ask the channel for the job's pending server commands between heartbeats, and apply them."""
+        if job.kill.is_set() or job.state in (JobState.FINISHED, JobState.FAILED):
+            return
+        started = time.monotonic()
+        commands = self.channel.commands(job)
+        if commands:
+            log.info("job %s: command check found %s (%.2f s)", job.jobid, ",".join(commands),
+                     time.monotonic() - started)
+            apply_commands(self.ctx, job, commands)
+
     # --- supervision -----------------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.control.put(("signal", signum))
@@ -116,6 +128,18 @@ class Pipeline:
             stage.start()
         self.retrieve.start()
         self.heartbeat.start()
+        with self.ctx.on_abort(lambda: self.control.put(("abort", None))):
+            grace_deadline = self._supervise()
+        self.heartbeat.stop()
+        if grace_deadline is None:
+            grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
+        join_all([self.retrieve, *self.stages, self.heartbeat],
+                 time.monotonic() + max(0.0, grace_deadline - self.ctx.elapsed()))
+        self.channel.close()
+        return self.exit_code()
+
+    def _supervise(self) -> Optional[float]:
+        """Wait for the end of the last job, a signal, an abort or the lifetime; the grace deadline if one ran."""
         grace_deadline: Optional[float] = None
         lifetime_deadline = self.ctx.lifetime - self.ctx.config.pilot.lifetime_margin
         while True:
@@ -136,15 +160,16 @@ class Pipeline:
                 continue
             if kind == "done":
                 break
-            if kind == "signal":
+            if kind == "abort":  # requested by a thread (an internal error): the same grace as for a signal
+                if grace_deadline is None:
+                    grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
+            elif kind == "signal":
                 name = signal.Signals(value).name
                 if self.ctx.abort_by_signal(value, name):
                     grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
                 else:
                     log.warning("%s received while already stopping: ignored", name)
-        self.heartbeat.stop()
-        self.channel.close()
-        return self.exit_code()
+        return grace_deadline
 
     def exit_code(self) -> int:
         ctx = self.ctx
@@ -155,6 +180,10 @@ class Pipeline:
         if self.unreported:
             log.error("final state of job(s) %s not delivered", ", ".join(self.unreported))
             return shell_exit_code(1318)
+        internal = [job.jobid for job in self.finished_jobs if INTERNAL_ERROR in (code for code, _ in job.errors)]
+        if internal:  # a pilot bug: the job was reported, but the pilot must not look successful
+            log.error("job(s) %s failed of an internal pilot error", ", ".join(internal))
+            return shell_exit_code(INTERNAL_ERROR)
         if not self.finished_jobs and self.retrieve.error_code:
             return shell_exit_code(self.retrieve.error_code)
         return 0

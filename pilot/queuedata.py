@@ -1,9 +1,10 @@
 """Queue data (PanDA schedconfig / CRIC "pandaqueue" JSON) for the queue given with -q.
 
-Sources, in order: --queuedata-url (a local file path or an http(s) URL), $QUEUEDATA_SERVER_URL, then the
-[Information] queuedata_url template; `-q LOCAL` without any of these uses the built-in local queue so the
-embedded default job needs no file and no network. No silent fallback between sources: the first one named is
-the one used, and its failure is 1116 (cannot download) or 1117 (not valid queue data).
+Sources, in order (`Sources`): queuedata.json in the launch dir, --queuedata-url (a local file path or an
+http(s) URL), $QUEUEDATA_SERVER_URL; `-q LOCAL` without any of these (and without a server) uses the built-in
+local queue so the embedded default job needs no file and no network; then an on-disk cache, the PanDA
+server's schedconfig cache, CRIC. A source named explicitly (file or URL) is final: its failure is 1116
+(cannot download) or 1117 (not valid queue data); the server and CRIC are tried in turn.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import copy
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -152,23 +154,7 @@ def _read_source(source: str, timeout: float, attempts: int) -> Dict[str, Any]:
         raise PilotError(1117, f"queue data from {source} is not valid JSON: {exc}") from None
 
 
-def load_queuedata(queue: str, url: str = "", template: str = "", timeout: float = 30,
-                   attempts: int = 3, cache_path: Optional[str] = None) -> QueueData:
-    """Load and check the queue data; raise PilotError 1116/1117/1359/1386 when the queue cannot be used."""
-    source = url or os.environ.get("QUEUEDATA_SERVER_URL", "")
-    if not source and queue == LOCAL_QUEUE:
-        raw: Dict[str, Any] = copy.deepcopy(BUILTIN_LOCAL)
-        source = "built-in LOCAL queue"
-    else:
-        source = source or template
-        if not source:
-            raise PilotError(1116, f"no queue data source for queue {queue}")
-        source = source.replace("{pandaqueue}", queue)
-        raw = _read_source(source, timeout, attempts)
-    data = from_dict(raw, queue)
-    if cache_path:
-        with open(cache_path, "w", encoding="utf-8") as handle:
-            json.dump(data.raw, handle, indent=1, sort_keys=True)
+def _check(data: QueueData, queue: str, source: str) -> QueueData:
     if data.state.upper() != "ACTIVE":
         raise PilotError(1359, f"queue {queue} state is {data.state!r}, not ACTIVE")
     if data.status.lower() == "offline":
@@ -176,3 +162,100 @@ def load_queuedata(queue: str, url: str = "", template: str = "", timeout: float
     log.info("queue data for %s from %s: timefloor=%ds maxtime=%ds copytools=%s", data.name, source,
              data.timefloor, data.maxtime, sorted(data.copytools))
     return data
+
+
+def _write_json(path: str, raw: Dict[str, Any]) -> None:
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(raw, handle, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
+    except OSError as exc:  # a copy or cache is a convenience: the pilot runs without it
+        log.warning("cannot write queue data to %s: %s", path, exc)
+
+
+@dataclass
+class Sources:
+    """Where queue data may come from, in the order they are tried (docs/user-guide.md, "Queue data").
+
+    launch_file: queuedata.json in the launch dir (placed by the site, a wrapper or Harvester), as Pilot 3.
+    url: --queuedata-url, then $QUEUEDATA_SERVER_URL: named explicitly, so a failure is final.
+    server: the PanDA server's schedconfig cache URL; cric: the CRIC URL. Between these two the on-disk
+    `cache_file` is used when younger than `cache_age` seconds, and, when both fail, when younger than
+    `stale_age` (with a warning): a burst of pilots on one node then asks the server once.
+    """
+
+    url: str = ""
+    launch_file: str = ""
+    server: str = ""
+    cric: str = ""
+    cache_file: str = ""
+    cache_age: float = 600.0
+    stale_age: float = 86400.0
+
+
+def _cached(path: str, max_age: float) -> Optional[Dict[str, Any]]:
+    if not path:
+        return None
+    try:
+        if time.time() - os.stat(path).st_mtime > max_age:
+            return None
+        with open(path, "rb") as handle:
+            raw = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("queue data cache %s unusable: %s", path, exc)
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _fetch(queue: str, sources: Sources, timeout: float, attempts: int) -> tuple:
+    """(raw JSON, where from) following the order of `Sources`."""
+    if sources.launch_file and os.path.isfile(sources.launch_file):
+        return _read_source(sources.launch_file, timeout, attempts), sources.launch_file
+    url = sources.url or os.environ.get("QUEUEDATA_SERVER_URL", "")
+    if url:
+        url = url.replace("{pandaqueue}", queue)
+        return _read_source(url, timeout, attempts), url
+    if queue == LOCAL_QUEUE and not sources.server:
+        return copy.deepcopy(BUILTIN_LOCAL), "built-in LOCAL queue"
+    raw = _cached(sources.cache_file, sources.cache_age)
+    if raw is not None:
+        return raw, f"cache {sources.cache_file}"
+    problems = []
+    for template in (sources.server, sources.cric):
+        if not template:
+            continue
+        where = template.replace("{pandaqueue}", queue)
+        try:
+            raw = _read_source(where, timeout, attempts)
+            from_dict(raw, queue)  # a document without this queue is a failure of this source, not the end
+        except PilotError as exc:
+            problems.append(exc.diag)
+            log.warning("queue data from %s: %s", where, exc.diag)
+            continue
+        if sources.cache_file:
+            _write_json(sources.cache_file, raw)
+        return raw, where
+    raw = _cached(sources.cache_file, sources.stale_age)
+    if raw is not None:
+        log.warning("queue data: every source failed; using the older cache %s", sources.cache_file)
+        return raw, f"stale cache {sources.cache_file}"
+    if not problems:
+        raise PilotError(1116, f"no queue data source for queue {queue}")
+    raise PilotError(1116, f"no queue data for {queue}: " + "; ".join(problems))
+
+
+def load_queuedata(queue: str, url: str = "", template: str = "", timeout: float = 30,
+                   attempts: int = 3, cache_path: Optional[str] = None,
+                   sources: Optional[Sources] = None) -> QueueData:
+    """Load and check the queue data; raise PilotError 1116/1117/1359/1386 when the queue cannot be used.
+
+    `cache_path` receives a copy of the queue data used (the main work dir's queuedata.json).
+    """
+    sources = sources or Sources(url=url, server=template)
+    raw, source = _fetch(queue, sources, timeout, attempts)
+    data = from_dict(raw, queue)
+    if cache_path:
+        _write_json(cache_path, data.raw)
+    return _check(data, queue, source)

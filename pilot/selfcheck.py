@@ -18,8 +18,9 @@ from typing import List, Optional, Tuple
 from . import __version__
 from .errors import PilotError, shell_exit_code
 
-# copytool name -> the command it needs on PATH (None: pure Python)
-COPYTOOL_COMMANDS = {"mv": None, "xrdcp": "xrdcp", "gfal": "gfal-copy", "gfalcopy": "gfal-copy", "rucio": "rucio"}
+# copytool name -> the command it needs on PATH (None: pure Python); names not listed need the command of their name
+COPYTOOL_COMMANDS = {"mv": None, "xrdcp": "xrdcp", "gfal": "gfal-copy", "gfalcopy": "gfal-copy", "rucio": "rucio",
+                     "s3": None, "objectstore": None}
 
 
 class Row:
@@ -35,7 +36,7 @@ def _version(module: str) -> Optional[str]:
     return getattr(imported, "__version__", "?")
 
 
-def gather(args, config) -> List[Row]:
+def gather(settings, config) -> List[Row]:
     from .queuedata import load_queuedata
 
     rows = [Row("pilot", __version__), Row("python", f"{platform.python_version()} ({sys.executable})",
@@ -43,48 +44,54 @@ def gather(args, config) -> List[Row]:
     for module in ("requests", "psutil"):
         version = _version(module)
         rows.append(Row(module, version or "MISSING", version is not None, 1342))
-    free = shutil.disk_usage(args.workdir or os.getcwd()).free
+    free = shutil.disk_usage(settings.workdir or os.getcwd()).free
     need = config.pilot.free_space_limit_mb * 1024 * 1024
-    rows.append(Row("free disk", f"{free / 2**30:.1f} GiB in {args.workdir or os.getcwd()} (need "
+    rows.append(Row("free disk", f"{free / 2**30:.1f} GiB in {settings.workdir or os.getcwd()} (need "
                                  f"{need / 2**30:.1f} GiB)", free >= need, 1098))
     pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
     rows.append(Row("memory", f"{pages * size / 2**30:.1f} GiB", blocking=False))
     rows.append(Row("cores", f"{os.cpu_count()} ({platform.machine()})", blocking=False))
     try:
-        queue = load_queuedata(args.queue, args.queuedata_url, config.information.queuedata_url,
-                               config.information.download_timeout, 1)
+        from .main import queuedata_sources
+
+        queue = load_queuedata(settings.queue, timeout=config.information.download_timeout, attempts=1,
+                               sources=queuedata_sources(settings, config, os.getcwd()))
     except PilotError as exc:
         rows.append(Row("queue data", exc.diag, False, exc.code))
         return rows
     rows.append(Row("queue data", f"{queue.name}: state {queue.state}, status {queue.status}"))
+    from .registry import COPYTOOLS
+
     needed = sorted({tool for tools in queue.acopytools.values() for tool in tools} | set(queue.copytools))
     for tool in needed:
         command = COPYTOOL_COMMANDS.get(tool, tool)
         path = shutil.which(command) if command else "built in"
         rows.append(Row(f"copytool {tool}", path or f"{command} not on PATH", bool(path),
-                        1323 if tool not in COPYTOOL_COMMANDS else 1099))
-    from .payload.containers import RUNTIMES, parse_container_type
+                        1323 if tool not in COPYTOOLS else 1099))
+    from .payload.containers import parse_container_type
+    from .registry import CONTAINER_RUNTIMES
 
     wanted = parse_container_type(queue.container_type).get("pilot")
-    for runtime in RUNTIMES:
-        path = shutil.which(runtime)
+    for runtime in CONTAINER_RUNTIMES.names():
+        plugin = CONTAINER_RUNTIMES.get(runtime)
+        path = shutil.which(plugin.command)
         if runtime == wanted:
             rows.append(Row(f"container {runtime}", path or "NOT on PATH (the queue needs it)", bool(path),
-                            {"apptainer": 1372, "singularity": 1325}.get(runtime, 1360)))
+                            plugin.missing_code))
         elif path:
             rows.append(Row(f"container {runtime}", path, blocking=False))
-    rows += _credentials(args, config)
-    if args.url or os.environ.get("PANDA_SERVER_URL"):
-        rows.append(_server(args, config))
+    rows += _credentials(settings, config)
+    if settings.url or os.environ.get("PANDA_SERVER_URL"):
+        rows.append(_server(settings, config))
     return rows
 
 
-def _credentials(args, config) -> List[Row]:
+def _credentials(settings, config) -> List[Row]:
     from .monitor.proxy import check_proxy, proxy_path, remaining_seconds
 
     rows = []
     path = proxy_path()
-    if args.verify_proxy and (os.environ.get("X509_USER_PROXY") or os.path.exists(path)):
+    if settings.verify_proxy and (os.environ.get("X509_USER_PROXY") or os.path.exists(path)):
         problem = check_proxy(path, config.pilot.proxy_min_lifetime_start, 1382)
         if problem:
             rows.append(Row("X509 proxy", problem[1], False, problem[0]))
@@ -99,15 +106,15 @@ def _credentials(args, config) -> List[Row]:
     return rows
 
 
-def _server(args, config) -> Row:
+def _server(settings, config) -> Row:
     import requests
 
     from .channels.panda import server_url
 
-    url = server_url(args.url or os.environ.get("PANDA_SERVER_URL", ""), args.port, config.pilot.pandaserver)
+    url = server_url(settings.url or os.environ.get("PANDA_SERVER_URL", ""), settings.port, config.pilot.pandaserver)
     try:
         reply = requests.get(f"{url}/api/v1/system/is_alive", timeout=(10, 20),
-                             verify=args.capath or os.environ.get("X509_CERT_DIR") or True,
+                             verify=settings.capath or os.environ.get("X509_CERT_DIR") or True,
                              headers={"Accept": "application/json"})
         ok = reply.status_code == 200
         return Row("PanDA server", f"{url}: HTTP {reply.status_code} {reply.text.strip()[:60]}", ok, 1318)
@@ -133,12 +140,12 @@ def exit_code(rows: List[Row]) -> Tuple[int, int]:
     return 0, 0
 
 
-def run_check(args) -> int:
+def run_check(settings) -> int:
     from .config import load_config
 
-    rows = gather(args, load_config(args.config or None))
+    rows = gather(settings, load_config(settings.config or None))
     print(render(rows))
     code, panda_code = exit_code(rows)
-    print(f"\nnode {'can' if code == 0 else 'CANNOT'} run jobs of queue {args.queue}"
+    print(f"\nnode {'can' if code == 0 else 'CANNOT'} run jobs of queue {settings.queue}"
           + (f" (PanDA code {panda_code}, exit {code})" if code else ""))
     return code

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate docs/configuration.md (from pilot/default.cfg) and docs/error-codes.md (from pilot/errors.py).
+"""Generate docs/configuration.md (from pilot/default.cfg), docs/error-codes.md (from pilot/errors.py) and
+docs/command-line.md (from the parser in pilot/options.py).
 
 `--check` exits 1 when a checked-in reference differs from what would be generated (CI runs it through
 tests/unit/test_docs.py), so the references cannot go stale.
@@ -76,7 +77,8 @@ def error_codes_md() -> str:
              "Generated from `pilot/errors.py` by `tools/gen_docs.py`; do not edit by hand. The numbers and",
              "messages are PanDA's (shared with the server and the monitor). *Raised in* lists the modules of",
              "this pilot that use the code; *exit* is the pilot's shell exit code when the code ends the pilot",
-             "itself (a failed job that was reported does not: the pilot then exits 0).", "",
+             "itself (a failed job that was reported does not: the pilot then exits 0, unless the job failed of",
+             "an internal pilot error, 1319, which makes the pilot exit 1).", "",
              "| code | name | message | exit | raised in |", "| --- | --- | --- | --- | --- |"]
     for code, (name, message) in sorted(errors.ERRORS.items()):
         modules = ", ".join(f"`{m}`" for m in sorted(raised.get(code, ()))) or "-"
@@ -86,7 +88,13 @@ def error_codes_md() -> str:
     return "\n".join(lines) + "\n"
 
 
-DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md}
+def command_line_md() -> str:
+    from pilot.options import help_markdown
+
+    return help_markdown()
+
+
+DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md, "command-line.md": command_line_md}
 
 
 def main() -> int:

@@ -149,6 +149,12 @@ on_signal() {  # $1 = name, $2 = number
 for sig in TERM INT QUIT USR1 XCPU HUP; do
     # shellcheck disable=SC2064
     trap "on_signal $sig $(kill -l "$sig")" "$sig"
+    # bash cannot trap a signal that was ignored when it started (e.g. SIGINT/SIGQUIT for a job started from a
+    # background shell): the trap is silently not set, so say so rather than lose that signal without a word
+    if [ "$(trap -p "$sig")" = "trap -- '' SIG$sig" ]; then
+        log "WARNING: SIG$sig was ignored when the wrapper started and cannot be trapped: SIG$sig sent to the" \
+            "wrapper alone will not reach the pilot"
+    fi
 done
 # SIGUSR2 is not one the pilot handles; untrapped, it would end the wrapper and orphan the pilot
 trap 'TRAPPED=1; log "caught SIGUSR2: ignored"' USR2

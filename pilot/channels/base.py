@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..job import Job
 
@@ -18,7 +18,27 @@ class Reply:
 
 
 class Channel:
+    """Chosen by name from pilot.registry.CHANNELS (--job-source NAME[:ADDRESS]) and made with `open`."""
+
     name = "base"
+
+    @classmethod
+    def open(cls, ctx, address: str = "", placement=None) -> "Channel":
+        """The channel for `ctx`, ready to fetch: `address` is what follows NAME: in --job-source."""
+        return cls(ctx)
+
+    @property
+    def spool_dir(self) -> str:
+        """Where this channel spools final updates before sending them ("" for channels that need none)."""
+        spool = getattr(self, "spool", None)
+        return spool.directory if spool is not None else ""
+
+    def replay(self, directory: str) -> int:
+        """Deliver the final updates an earlier pilot spooled in `directory`; how many were acknowledged.
+
+        Channels without a server behind them (local files, Harvester) have nothing to replay.
+        """
+        return 0
 
     def fetch(self, max_jobs: int = 1) -> List[Job]:
         """Up to `max_jobs` new jobs; an empty list means there is no more work. Raises PilotError on failure."""
@@ -27,6 +47,11 @@ class Channel:
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
         """Deliver one update of `job` (`data` is the updateJob dict)."""
         raise NotImplementedError
+
+    def commands(self, job: Job) -> Optional[List[str]]:
+        """The server's pending commands for a running job, asked without sending an update (a light check between
+        heartbeats, so a kill does not wait for the next one). None: this channel has no such check."""
+        return None
 
     def close(self) -> None:
         """Release resources; called once when the pipeline has stopped."""

@@ -8,8 +8,10 @@ Harvester's SharedFileMessenger and the pilot meet in the worker's access point 
               jobStatus finished/failed is what Harvester takes as the job's final state.
   outputs     event_status.dump.json (final update): {"<PandaID>": [{type, path, guid, fsize, chksum}]}
   report      jobReport.json: the payload's report, executor[].logfileReport emptied.
-  kill        kill_worker (what Pilot 3 writes) and kill_worker.json (what Harvester reads), at exit.
-  heartbeat   worker_heartbeat.json, touched at every update (Harvester checks its mtime when configured).
+  kill        kill_worker (what Pilot 3 writes) and kill_worker.json (what Harvester reads), at every exit, with
+              the exit code (harvester_exit.py).
+  heartbeat   worker_heartbeat.json, rewritten every [Harvester] heartbeat_period s and at every update (Harvester
+              checks its mtime when the queue sets worker_heartbeat).
 Every file is written under a temporary name and renamed, so Harvester never reads half of one.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl
@@ -34,17 +37,17 @@ LEGACY_JOB_FILE = "pandaJobData.out"
 DROPPED_KEYS = ("xml", "inputfiles", "outputfiles")
 
 
-def is_harvester_mode(args) -> bool:
+def is_harvester_mode(settings) -> bool:
     """Pilot 3's rule (spec launchers.md §2.4)."""
-    if not args.update_server and (args.harvester_workdir or args.harvester_datadir or
-                                   args.harvester_eventstatusdump or args.harvester_workerattributes):
+    if not settings.update_server and (settings.harvester_workdir or settings.harvester_datadir or
+                                   settings.harvester_eventstatusdump or settings.harvester_workerattributes):
         return True
     return bool((os.environ.get("HARVESTER_ID") or os.environ.get("HARVESTER_WORKER_ID"))
-                and args.harvester_submitmode == "PUSH")
+                and settings.harvester_submitmode == "PUSH")
 
 
-def access_point(args, main_dir: str) -> str:
-    return os.path.abspath(args.harvester_workdir or os.environ.get("HARVESTER_WORKDIR") or main_dir)
+def access_point(settings, main_dir: str) -> str:
+    return os.path.abspath(settings.harvester_workdir or os.environ.get("HARVESTER_WORKDIR") or main_dir)
 
 
 def parse_job_file(text: str) -> List[Dict[str, Any]]:
@@ -58,21 +61,29 @@ def parse_job_file(text: str) -> List[Dict[str, Any]]:
 class HarvesterChannel(Channel):
     name = "harvester"
 
+    @classmethod
+    def open(cls, ctx, address: str = "", placement=None) -> "HarvesterChannel":
+        return cls(ctx, placement)
+
     def __init__(self, ctx, placement=None):
         self.ctx = ctx
-        args, cfg = ctx.args, ctx.config.harvester
+        settings, cfg = ctx.settings, ctx.config.harvester
         self.placement = placement  # HPC: this rank's job in job files shared by all ranks (never deleted)
-        self.ap = placement.access_point if placement else access_point(args, ctx.paths.main)
+        self.ap = placement.access_point if placement else access_point(settings, ctx.paths.main)
         os.makedirs(self.ap, exist_ok=True)
-        self.datadir = args.harvester_datadir
-        self.attributes_path = args.harvester_workerattributes or os.path.join(self.ap, cfg.workerattributes_file)
-        self.events_path = args.harvester_eventstatusdump or os.path.join(self.ap, cfg.stageoutn_file)
+        self.datadir = settings.harvester_datadir
+        self.attributes_path = settings.harvester_workerattributes or os.path.join(self.ap, cfg.workerattributes_file)
+        self.events_path = settings.harvester_eventstatusdump or os.path.join(self.ap, cfg.stageoutn_file)
         self.request_path = os.path.join(self.ap, cfg.job_request_file)
         self.poll_interval = cfg.job_poll_interval
         self.wait_limit = cfg.job_wait_limit
-        self.push = args.harvester_submitmode == "PUSH"
+        self.push = settings.harvester_submitmode == "PUSH"
         self._served = 0
-        log.info("Harvester %s mode, access point %s", args.harvester_submitmode, self.ap)
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="harvester-heartbeat",
+                                                  daemon=True)
+        self._heartbeat_thread.start()
+        log.info("Harvester %s mode, access point %s", settings.harvester_submitmode, self.ap)
 
     # --- jobs ------------------------------------------------------------------------------------------------
     def candidates(self) -> List[str]:
@@ -202,8 +213,25 @@ class HarvesterChannel(Channel):
         write_json_atomic(os.path.join(self.ap, self.ctx.config.harvester.heartbeat_file),
                           {"time": int(time.time()), "pid": os.getpid()})
 
+    def _heartbeat_loop(self) -> None:
+        """worker_heartbeat.json every [Harvester] heartbeat_period s, whatever the job does (Harvester kills a
+        worker whose file is older than its worker_heartbeat limit)."""
+        period = self.ctx.config.harvester.heartbeat_period
+        while True:
+            try:
+                self._touch_heartbeat()
+            except OSError as exc:
+                log.warning("cannot refresh the Harvester heartbeat file: %s", exc)
+            if self._heartbeat_stop.wait(period):
+                return
+
     def close(self) -> None:
-        """Tell Harvester the worker may go: both kill-file names (Pilot 3's and Harvester's differ)."""
+        """Stop the heartbeat. Outside HPC mode main() tells Harvester the worker may go (kill_worker, with the
+        exit code) on every exit; an HPC rank marks its own job dir here."""
+        self._heartbeat_stop.set()
+        self._heartbeat_thread.join(timeout=5)
+        if not self.placement:
+            return
         for name in (self.ctx.config.harvester.kill_worker_file, self.ctx.config.harvester.kill_worker_file + ".json"):
             for folder in {self.ap, self.ctx.paths.main}:
                 with open(os.path.join(folder, name), "w", encoding="ascii") as handle:

@@ -111,6 +111,10 @@ def fake_job_definition(number: int, storage_dir: str) -> Dict[str, str]:
 class LocalChannel(Channel):
     name = "local"
 
+    @classmethod
+    def open(cls, ctx, address: str = "", placement=None) -> "LocalChannel":
+        return cls(ctx, job_dir=address)
+
     def __init__(self, ctx, job_dir: str = ""):
         self.ctx = ctx
         self.job_dir = job_dir

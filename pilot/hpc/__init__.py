@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "ALPS_APP_PE")
 
 
-def is_hpc_mode(args) -> bool:
-    return args.workflow == "generic_hpc" or bool(args.hpc_resource)
+def is_hpc_mode(settings) -> bool:
+    return settings.workflow == "generic_hpc" or bool(settings.hpc_resource)
 
 
 def discover_rank() -> int:

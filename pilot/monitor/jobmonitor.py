@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Dict, Optional
 
+from ..threads import GuardedThread
 from .checks import Check, MonitorState, WorkdirScan, default_checks
 from .sampler import TreeSampler
 
@@ -20,9 +21,11 @@ log = logging.getLogger(__name__)
 SUSPEND_GAP = 600.0  # a tick this much later than planned means the node (or pilot) was stopped
 
 
-class JobMonitor(threading.Thread):
+class JobMonitor(GuardedThread):
+    """A monitor that fails (a bug, psutil unusable) kills its payload with 1319: never a payload unwatched."""
+
     def __init__(self, ctx, job, payload, checks=None):
-        super().__init__(name=f"monitor-{job.jobid}", daemon=True)
+        super().__init__(f"monitor-{job.jobid}", job.kill.fire)
         self.ctx = ctx
         self.job = job
         self.sampler = TreeSampler(payload, job.workdir)
@@ -33,7 +36,7 @@ class JobMonitor(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
 
-    def run(self) -> None:
+    def work(self) -> None:
         sample_every = self.ctx.config.pilot.memory_usage_verification_time
         due: Dict[object, float] = {"sample": time.monotonic() + min(sample_every, 5.0)}
         for check in self.checks:

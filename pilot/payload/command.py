@@ -52,7 +52,7 @@ def payload_environment(job: Job, ctx) -> Dict[str, str]:
 def allowed_base_urls(ctx) -> List[str]:
     """-g/--baseurls, $PANDA_BASE_URLS and [Payload] trf_base_urls: where a transformation may come from."""
     urls = []
-    for source in (ctx.args.baseurls, os.environ.get("PANDA_BASE_URLS", ""), ctx.config.payload.trf_base_urls):
+    for source in (ctx.settings.baseurls, os.environ.get("PANDA_BASE_URLS", ""), ctx.config.payload.trf_base_urls):
         urls += [url.strip() for url in (source or "").split(",") if url.strip()]
     return urls
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import PilotError
+from ..registry import CONTAINER_RUNTIMES
 
-RUNTIMES = ("apptainer", "singularity", "podman", "bwrap")
 _IMAGE_OPTION = re.compile(r"(?:^|\s)--containerImage(?:=|\s+)(\S+)")
 
 # stderr patterns of the runtimes -> PanDA codes (Pilot 3's apptainer list, plus podman and bwrap)
@@ -78,13 +78,11 @@ def plan_container(job, queuedata) -> Optional[ContainerPlan]:
                                f"container_type has no pilot runtime ({queuedata.container_type!r})")
     if runtime == "singularity" and not shutil.which("singularity") and shutil.which("apptainer"):
         runtime = "apptainer"
-    if runtime not in RUNTIMES:
-        raise PilotError(1341, f"unsupported container runtime {runtime!r} (supported: {', '.join(RUNTIMES)})")
+    runtime_class = CONTAINER_RUNTIMES.get(runtime)  # 1341 for a runtime no plug-in handles
     if not image:
         raise PilotError(1360, f"no container image for platform {job.cmtconfig!r}: the job names none")
-    if not shutil.which(runtime):
-        code = {"apptainer": 1372, "singularity": 1325}.get(runtime, 1360)
-        raise PilotError(code, f"container runtime {runtime} is not installed on this node")
+    if not shutil.which(runtime_class.command):
+        raise PilotError(runtime_class.missing_code, f"container runtime {runtime} is not installed on this node")
     if image.startswith("/") and not os.path.exists(image):
         raise PilotError(1360, f"container image {image} not found")
     job.jobpars = jobpars
@@ -98,27 +96,63 @@ def _shell_in(image: str) -> str:
     return "/bin/bash"
 
 
-def wrap_command(plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
-    """argv that runs the shell `command` inside the container, in `workdir` bound at the same path."""
-    shell = _shell_in(plan.image)
-    if plan.runtime in ("apptainer", "singularity"):
-        argv = [plan.runtime, "exec", "-B", workdir, "--pwd", workdir]
-        return argv + (shlex.split(plan.options) if plan.options else []) + [plan.image, shell, "-c", command]
-    if plan.runtime == "podman":
-        argv = ["podman", "run", "--rm", "-v", f"{workdir}:{workdir}", "-w", workdir]
-        for key in ("PandaID", "PanDA_TaskID", "ATHENA_PROC_NUMBER", "ATHENA_CORE_NUMBER", "PILOT_HOME"):
+class Runtime:
+    """A container runtime plug-in (pilot.registry.CONTAINER_RUNTIMES): the argv that runs a command inside."""
+
+    name = ""
+    command = ""  # the executable on PATH
+    missing_code = 1360  # PanDA code when the executable is not installed
+
+    def wrap(self, plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
+        raise NotImplementedError
+
+
+def _options(plan: ContainerPlan) -> List[str]:
+    return shlex.split(plan.options) if plan.options else []
+
+
+class Apptainer(Runtime):
+    name = command = "apptainer"
+    missing_code = 1372
+
+    def wrap(self, plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
+        argv = [self.command, "exec", "-B", workdir, "--pwd", workdir]
+        return argv + _options(plan) + [plan.image, _shell_in(plan.image), "-c", command]
+
+
+class Singularity(Apptainer):
+    name = command = "singularity"
+    missing_code = 1325
+
+
+class Podman(Runtime):
+    name = command = "podman"
+    passed_env = ("PandaID", "PanDA_TaskID", "ATHENA_PROC_NUMBER", "ATHENA_CORE_NUMBER", "PILOT_HOME")
+
+    def wrap(self, plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
+        argv = [self.command, "run", "--rm", "-v", f"{workdir}:{workdir}", "-w", workdir]
+        for key in self.passed_env:
             if key in env:
                 argv += ["-e", f"{key}={env[key]}"]
-        argv += shlex.split(plan.options) if plan.options else []
-        if plan.image.startswith("/"):
-            argv += ["--rootfs", plan.image]
-        else:
-            argv.append(plan.image)
-        return argv + [shell, "-c", command]
-    # bubblewrap: the image is an unpacked root file system
-    return ["bwrap", "--ro-bind", plan.image, "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--share-net", "--die-with-parent",
-            *(shlex.split(plan.options) if plan.options else []), shell, "-c", command]
+        argv += _options(plan)
+        argv += ["--rootfs", plan.image] if plan.image.startswith("/") else [plan.image]
+        return argv + [_shell_in(plan.image), "-c", command]
+
+
+class Bubblewrap(Runtime):
+    """The image is an unpacked root file system."""
+
+    name = command = "bwrap"
+
+    def wrap(self, plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
+        return [self.command, "--ro-bind", plan.image, "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                "--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--share-net", "--die-with-parent",
+                *_options(plan), _shell_in(plan.image), "-c", command]
+
+
+def wrap_command(plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
+    """argv that runs the shell `command` inside the container, in `workdir` bound at the same path."""
+    return CONTAINER_RUNTIMES.create(plan.runtime).wrap(plan, command, workdir, env)
 
 
 def failure_code(stderr_tail: str) -> Optional[Tuple[int, str]]:

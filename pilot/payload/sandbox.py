@@ -71,7 +71,7 @@ def fetch(url: str, dest: str, ctx) -> None:
 
     try:  # grid storage (gsiftp://, srm://, root://, davs://): the gfal tools
         run_tool(["gfal-copy", "-f", rewrite(url, "gfal"), f"file://{os.path.abspath(dest)}"], ctx,
-                 float(cfg.sandbox_timeout), "in", f"sandbox download {shown}", gfal_env(ctx))
+                 cfg.sandbox_timeout, "in", f"sandbox download {shown}", gfal_env(ctx))
     except TransferFailure as exc:
         raise PilotError(1246, exc.diag) from None
 
@@ -168,7 +168,7 @@ def install_sandbox(url: str, workdir: str, ctx, fields: Optional[Mapping[str, o
             size = 0
         if size == 0:
             raise PilotError(1246, f"sandbox {mask(url)[:200]} is empty (0 bytes; GRID_LRT code -2)")
-        count = unpack(archive, workdir, int(cfg.sandbox_max_mb) * 1024 * 1024 * 4)
+        count = unpack(archive, workdir, cfg.sandbox_max_mb * 1024 * 1024 * 4)
     finally:
         if os.path.lexists(archive):
             os.unlink(archive)

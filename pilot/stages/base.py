@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from typing import Optional
 
 from ..errors import PilotError
 from ..job import Job
+from ..threads import GuardedThread, internal_diag
 
 log = logging.getLogger(__name__)
 
 STOP = object()  # sentinel: no more jobs will arrive
 
 
-class Stage(threading.Thread):
-    """Subclasses implement `process(job)`; the pipeline routes the job on when it returns."""
+class Stage(GuardedThread):
+    """Subclasses implement `process(job)`; the pipeline routes the job on when it returns.
+
+    A failure inside `process` fails that job with its code; a failure of the stage itself (routing) aborts the
+    pilot with 1319 (GuardedThread), and the next stage is still told that no more jobs will come.
+    """
 
     name_ = "stage"
     # key in job.timing that this stage's duration is added to (None: not timed)
@@ -26,18 +30,20 @@ class Stage(threading.Thread):
     runs_for_failed_jobs = False
 
     def __init__(self, ctx, pipeline):
-        super().__init__(name=self.name_, daemon=True)
+        super().__init__(self.name_, ctx.request_abort)
         self.ctx = ctx
         self.pipeline = pipeline
         self.inbox: "queue.Queue" = queue.Queue()
 
-    def run(self) -> None:
+    def work(self) -> None:
         while True:
             item = self.inbox.get()
             if item is STOP:
-                self.pipeline.stage_stopped(self)
                 return
             self.handle(item)
+
+    def wrap_up(self) -> None:
+        self.pipeline.stage_stopped(self)
 
     def handle(self, job: Job) -> None:
         started = time.monotonic()
@@ -53,7 +59,7 @@ class Stage(threading.Thread):
             job.fail(exc.code, exc.diag)
         except Exception as exc:  # a bug must fail this job with a code, not stall the whole pipeline
             log.exception("job %s: internal error in stage %s", job.jobid, self.name_)
-            job.fail(1319, f"internal pilot error in {self.name_}: {type(exc).__name__}: {exc}")
+            job.fail(1319, internal_diag(self.name_, exc))
         finally:
             if self.timing_key:
                 job.timing[self.timing_key] = job.timing.get(self.timing_key, 0.0) + time.monotonic() - started

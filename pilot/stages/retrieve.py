@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 
 from ..channels.spool import backoff_delays
 from ..errors import PilotError
+from ..threads import GuardedThread
 
 log = logging.getLogger(__name__)
 
 
-class RetrieveThread(threading.Thread):
+class RetrieveThread(GuardedThread):
+    """Any failure other than a PilotError from the channel is a pilot bug: it aborts the pilot with 1319."""
+
     def __init__(self, ctx, pipeline, channel, downstream: "queue.Queue"):
-        super().__init__(name="retrieve", daemon=True)
+        super().__init__("retrieve", ctx.request_abort)
         self.ctx = ctx
         self.pipeline = pipeline
         self.channel = channel
@@ -37,23 +39,23 @@ class RetrieveThread(threading.Thread):
     def release_slot(self) -> None:
         self.slots.put(True)
 
-    def run(self) -> None:
+    def work(self) -> None:
+        self._loop()
+
+    def wrap_up(self) -> None:
         from .base import STOP
 
-        try:
-            self._loop()
-        finally:
-            self.downstream.put(STOP)
+        self.downstream.put(STOP)
 
     def _may_fetch(self) -> bool:
-        ctx, args = self.ctx, self.ctx.args
+        ctx, settings = self.ctx, self.ctx.settings
         if ctx.abort.is_set():
             return False
-        if self.requests >= args.getjob_requests:
-            log.info("no more jobs: %d getJob request(s) made (-v %d)", self.requests, args.getjob_requests)
+        if self.requests >= settings.getjob_requests:
+            log.info("no more jobs: %d getJob request(s) made (-v %d)", self.requests, settings.getjob_requests)
             return False
-        if self.failures >= args.getjob_failures:
-            log.error("no more jobs: %d failed getJob attempt(s) (-x %d)", self.failures, args.getjob_failures)
+        if self.failures >= settings.getjob_failures:
+            log.error("no more jobs: %d failed getJob attempt(s) (-x %d)", self.failures, settings.getjob_failures)
             return False
         if ctx.drain.is_set():
             log.info("no more jobs: %s", ctx.drain.reason)
@@ -67,6 +69,12 @@ class RetrieveThread(threading.Thread):
             return False
         return True
 
+    def _preplaced(self):
+        """pandaJobData.out in the launch dir, whatever the channel (the Harvester channel reads it itself)."""
+        from ..channels.preplaced import take_preplaced_jobs
+
+        return [] if self.channel.name == "harvester" else take_preplaced_jobs(self.ctx)
+
     def _loop(self) -> None:
         # one job running + one prefetched when multi-job, else exactly one
         for _ in range(2 if self.ctx.queuedata.timefloor > 0 else 1):
@@ -78,14 +86,18 @@ class RetrieveThread(threading.Thread):
                     return
                 started = time.monotonic()
                 try:
-                    jobs = self.channel.fetch(1)
+                    jobs = self._preplaced() if not self.requests and not self.failures else []
+                    jobs = jobs or self.channel.fetch(1)
                     self.requests += 1  # answered requests count against -v; failed ones against -x
                     self.error_code = 0  # the server answered: earlier failures no longer define the exit code
                 except PilotError as exc:
                     self.failures += 1
                     self.error_code = exc.code
-                    log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.args.getjob_failures, exc)
-                    if self.failures < self.ctx.args.getjob_failures:
+                    if not exc.retry:
+                        log.error("getJob failed: %s (not retried)", exc)
+                        return
+                    log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.settings.getjob_failures, exc)
+                    if self.failures < self.ctx.settings.getjob_failures:
                         pause = next(self._backoff)
                         log.info("next job request in %.1f s", pause)
                         self.ctx.abort.wait(pause)

@@ -6,6 +6,7 @@ import logging
 import time
 
 from ..job import Job, JobState
+from ..transfer import directaccess
 from ..transfer.base import STAGEIN_ACTIVITIES, copytool_names, get_copytool
 from .base import Stage
 
@@ -25,10 +26,13 @@ class StageInStage(Stage):
             job.environment.update(install_sandbox(job.sandbox, job.workdir, self.ctx, job.raw.get("tokenFields")))
         if not job.inputs:
             return
+        directaccess.apply(self.ctx, job)
         transfer_files(self.ctx, job, job.inputs, STAGEIN_ACTIVITIES, "in")
-        failed = [spec for spec in job.inputs if spec.status != "transferred"]
+        failed = [spec for spec in job.inputs if spec.status not in ("transferred", "remote_io")]
         if failed:
             job.fail(failed[0].status_code, failed[0].diag)
+        elif any(spec.status == "remote_io" for spec in job.inputs):
+            directaccess.write_catalogues(job)
 
 
 def transfer_files(ctx, job: Job, files, activities, direction: str) -> None:
@@ -36,7 +40,7 @@ def transfer_files(ctx, job: Job, files, activities, direction: str) -> None:
     qd = ctx.queuedata
     kind = ctx.config.file.checksum_type
     for name in copytool_names(qd.acopytools, activities):
-        todo = [spec for spec in files if spec.status != "transferred"]
+        todo = [spec for spec in files if spec.status not in ("transferred", "remote_io")]
         if not todo:
             break
         tool = get_copytool(name, qd.copytools.get(name))

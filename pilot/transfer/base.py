@@ -8,7 +8,6 @@ failed file never leaves a file under its final name.
 from __future__ import annotations
 
 import errno
-import importlib
 import logging
 import os
 import shutil
@@ -20,17 +19,6 @@ from ..job import FileSpec
 from .checksum import Digest, copy_stream, mismatch_code
 
 log = logging.getLogger(__name__)
-
-# name -> "module:Class"; imported on first use so a pilot only loads the tools its queue uses.
-REGISTRY: Dict[str, str] = {
-    "mv": "pilot.transfer.mv:MvCopytool",
-    "xrdcp": "pilot.transfer.xrdcp:XrdcpCopytool",
-    "gfal": "pilot.transfer.gfal:GfalCopytool",
-    "gfalcopy": "pilot.transfer.gfal:GfalCopytool",
-    "rucio": "pilot.transfer.rucio:RucioCopytool",
-    "s3": "pilot.transfer.s3:S3Copytool",
-    "objectstore": "pilot.transfer.s3:S3Copytool",  # Pilot 3's name for its object-store copytool
-}
 
 # Activity keys Pilot 3 and CRIC use in acopytools/astorages. Anything else is a configuration error.
 KNOWN_ACTIVITIES = frozenset({
@@ -88,12 +76,10 @@ def copytool_names(acopytools: Dict[str, List[str]], activities: Sequence[str]) 
 
 
 def get_copytool(name: str, setup: Optional[dict] = None) -> "Copytool":
-    target = REGISTRY.get(name)
-    if target is None:
-        raise PilotError(1323, f"unknown copytool {name!r} (available: {sorted(REGISTRY)})")
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(setup or {})
+    """The copytool called `name` (pilot.registry.COPYTOOLS; unknown names are 1323)."""
+    from ..registry import COPYTOOLS
+
+    return COPYTOOLS.create(name, setup or {})
 
 
 def os_error_code(exc: OSError, direction: str) -> int:
@@ -131,7 +117,7 @@ class Copytool:
     def copy_in(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
         staged: Dict[str, str] = {}
         staging = os.path.join(workdir, ".stagein-batch")  # created by a _prefetch that uses it
-        if len(files) > 1 and int(ctx.config.file.transfer_width) > 1:
+        if len(files) > 1 and ctx.config.file.transfer_width > 1:
             staged = self._prefetch(files, staging, ctx, job)
         try:
             self._each(files, lambda spec: self._copy_in_one(spec, workdir, ctx, kind, job, staged.get(spec.lfn)),
@@ -147,14 +133,14 @@ class Copytool:
 
     def copy_out(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
         stored: Dict[str, str] = {}
-        if len(files) > 1 and int(ctx.config.file.transfer_width) > 1:
+        if len(files) > 1 and ctx.config.file.transfer_width > 1:
             stored = self._store_batch(files, workdir, ctx, kind, job)
         self._each(files, lambda spec: self._copy_out_one(spec, workdir, ctx, kind, job, stored.get(spec.lfn)), ctx)
 
     @staticmethod
     def _each(files: List[FileSpec], work, ctx) -> None:
         """Transfer files in parallel, [File] transfer_width at a time (Pilot 3 moves them one by one)."""
-        width = max(1, min(len(files), int(ctx.config.file.transfer_width)))
+        width = max(1, min(len(files), ctx.config.file.transfer_width))
         if width == 1:
             for spec in files:
                 work(spec)
@@ -167,7 +153,7 @@ class Copytool:
     @staticmethod
     def _retrying(action, spec: FileSpec, ctx, what: str):
         """Run action(); one more try ([File] transfer_attempts) when the failure may be transient."""
-        attempts = max(1, int(ctx.config.file.transfer_attempts))
+        attempts = ctx.config.file.transfer_attempts
         for attempt in range(1, attempts + 1):
             try:
                 return action()

@@ -34,7 +34,7 @@ def _seconds(timeout: float) -> str:
 def gfal_env(ctx) -> dict:
     """gfal-* are shell wrappers that need a Python with the gfal2 bindings (not the pilot's venv)."""
     env = {"GFAL_PYTHONBIN": os.environ.get("GFAL_PYTHONBIN", "/usr/bin/python3")}
-    capath = ctx.args.capath or os.environ.get("X509_CERT_DIR")
+    capath = ctx.settings.capath or os.environ.get("X509_CERT_DIR")
     if capath:
         env["X509_CERT_DIR"] = capath
     return env

@@ -27,7 +27,7 @@ CLIENT_STATES = {1331: "NO_REPLICA", 1100: "NO_REPLICA", 1151: "CP_TIMEOUT", 115
 
 
 def enabled(ctx) -> bool:
-    return bool(ctx.config.rucio.url) and bool(getattr(ctx.args, "use_rucio_traces", True))
+    return bool(ctx.config.rucio.url) and bool(ctx.settings.use_rucio_traces)
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,15 +46,17 @@ def build(spec: FileSpec, job: Job, ctx, direction: str, ended: Optional[float] 
     started = ended - (spec.transfer_seconds or 0.0)
     analysis = str(job.raw.get("prodSourceLabel", "")).lower() == "user"
     event = ("get_sm" if direction == "in" else "put_sm") + ("_a" if analysis else "")
-    ok = spec.status == "transferred"
+    ok = spec.status in ("transferred", "remote_io")
+    direct = spec.status == "remote_io"  # read in place by the payload (Pilot 3: FOUND_ROOT, direct_access)
     url = spec.turl or spec.surl or ""
     site = ctx.queuedata.site or ctx.queuedata.resource or ctx.queuedata.name
     from .. import __version__
 
     return {
         "eventType": event, "eventVersion": f"pilot-{__version__}", "uuid": uuid.uuid4().hex,
-        "clientState": "DONE" if ok else CLIENT_STATES.get(spec.status_code, "COPY_ERROR"),
-        "stateReason": "OK" if ok else (spec.diag or "")[:250],
+        "clientState": ("FOUND_ROOT" if direct else "DONE") if ok else CLIENT_STATES.get(spec.status_code,
+                                                                                        "COPY_ERROR"),
+        "stateReason": ("direct_access" if direct else "OK") if ok else (spec.diag or "")[:250],
         "scope": spec.scope, "filename": spec.lfn, "dataset": spec.dataset or "", "guid": spec.guid or "",
         "filesize": spec.filesize or 0, "protocol": url.split("://", 1)[0] if "://" in url else "",
         "url": url, "localSite": spec.ddmendpoint or site, "remoteSite": spec.ddmendpoint or "",
@@ -72,9 +74,9 @@ def send(records: List[Dict[str, Any]], ctx) -> int:
         return 0
     import requests
 
-    url, timeout = ctx.config.rucio.url, float(ctx.config.rucio.trace_timeout)
+    url, timeout = ctx.config.rucio.url, ctx.config.rucio.trace_timeout
     deadline = time.monotonic() + timeout
-    verify = getattr(ctx.args, "capath", None) or True
+    verify = ctx.settings.capath or True
     try:
         with requests.Session() as session:
             reply = session.post(url, json=records, timeout=timeout, verify=verify)

@@ -35,9 +35,11 @@ class AttributeWatcher(threading.Thread):
                 time.sleep(0.001)
                 continue
             try:
-                state = json.loads(text)["jobStatus"]
+                state = json.loads(text).get("jobStatus")
             except ValueError:
                 self.bad_reads += 1
+                continue
+            if state is None:  # the pilot's exit report when it never had a job
                 continue
             if not self.states or self.states[-1] != state:
                 self.states.append(state)
@@ -135,4 +137,5 @@ def test_push_mode_without_job_file_ends_quickly(tmp_path):
                                        env={"PILOT_CFG_HARVESTER_JOB_POLL_INTERVAL": "0.2"})
     assert code == 0 and "no job file from Harvester" in err
     assert time.time() - started < 15
-    assert (ap / "kill_worker.json").exists()
+    assert json.loads((ap / "kill_worker.json").read_text())["pilotExitCode"] == 0
+    assert json.loads((ap / "worker_attributes.json").read_text())["pilotExitCode"] == 0

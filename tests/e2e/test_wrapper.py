@@ -50,10 +50,20 @@ def no_leftovers():
             proc.communicate()
 
 
-def start(cwd, *args, env=None):
+def _default_signals(ignored=()):
+    """For the child: SIGINT/SIGQUIT as a batch system leaves them (a test runner started from a background job
+    has them ignored, and bash cannot trap a signal ignored at its start), except those in `ignored`."""
+    def reset():
+        for sig in (signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+    return reset
+
+
+def start(cwd, *args, env=None, ignored=()):
     """The wrapper in its own session (as a batch job's shell), stdout and stderr captured."""
     proc = subprocess.Popen(["bash", WRAPPER, *args], cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env or ENV, start_new_session=True, stdin=subprocess.DEVNULL)
+                            text=True, env=env or ENV, start_new_session=True, stdin=subprocess.DEVNULL,
+                            preexec_fn=_default_signals(ignored))
     STARTED.append(proc)
     return proc
 
@@ -231,6 +241,17 @@ def test_signal_to_the_wrapper_only_is_forwarded(tmp_path, jobdir, sig, code, pi
     final = PilotRun(str(tmp_path), proc, out, err).final(1001)
     assert final["state"] == "failed" and final["pilotErrorCode"] == pilot_error
     assert nothing_left(pids + [p.pid for p in payload])
+
+
+def test_a_signal_ignored_at_start_is_reported(tmp_path):
+    """bash cannot trap a signal that was ignored when it started: the wrapper says so instead of losing it."""
+    proc = start(tmp_path, "--help", ignored=(signal.SIGINT,))
+    out, err = finish(proc)
+    assert proc.returncode == 0, err[-3000:]
+    assert "WARNING: SIGINT was ignored when the wrapper started and cannot be trapped" in err
+    assert "SIGQUIT was ignored" not in err and "SIGTERM was ignored" not in err
+    proc = start(tmp_path, "--help")
+    assert "was ignored when the wrapper started" not in finish(proc)[1]
 
 
 def test_sigterm_to_the_whole_job_like_scancel(tmp_path, jobdir):

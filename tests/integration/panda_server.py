@@ -6,8 +6,11 @@ start.sh BASE (PostgreSQL with the PanDA schema and queue TEST_QUEUE, a local OI
 them and gives tests what they need: submit jobs through the server's own /api/v1/job/submit, read job state from
 its database, run the Adder, kill jobs, cut and restore the server, and both ways to authenticate:
 
-* X509 emulation: the WSGI shim turns the X-Test-DN / X-Test-FQAN headers into SSL_CLIENT_S_DN / GRST_CRED_0, as
-  mod_ssl + mod_gridsite would. Without these headers and without Authorization the request gets the default robot
+* X509 over HTTPS (`https_url`): the server presents a host certificate of a test CA (`ca_file`, `ca_dir`) and
+  verifies client certificates and RFC 3820 proxies against it; the DN the server sees is the certificate's, as
+  behind mod_ssl + mod_gridsite. `robot_proxy` (DN in production_dns: production role) and `user_proxy` (no role).
+* X509 emulation over plain HTTP (`url`): the WSGI shim turns the X-Test-DN / X-Test-FQAN headers into
+  SSL_CLIENT_S_DN / GRST_CRED_0. Without these headers and without Authorization the request gets the default robot
   DN, which is in production_dns (production role). See `x509_headers()`.
 * tokens: `Authorization: Bearer <JWT>` from the local issuer plus `Origin: atlas.<role>`; the server verifies them
   itself (token_authType = oidc). See `mint_token()`, `token_headers()`, `pilot_env()`.
@@ -67,16 +70,24 @@ class PandaServer:
     vo = "atlas"
     dn = DEFAULT_DN
 
-    def __init__(self, base=None, http_port=None, pg_port=None, idp_port=None):
+    def __init__(self, base=None, http_port=None, pg_port=None, idp_port=None, https_port=None):
         env = os.environ
         self.base = os.path.abspath(base or env.get("PANDA_TEST_BASE", "/tmp/pilot-test-panda"))
         self.port = int(http_port or env.get("PANDA_TEST_HTTP_PORT", 25080))
         self.pg_port = int(pg_port or env.get("PANDA_TEST_PG_PORT", 55432))
         self.idp_port = int(idp_port or env.get("PANDA_TEST_IDP_PORT", 25099))
+        self.https_port = int(https_port or env.get("PANDA_TEST_HTTPS_PORT", self.port + 363))
         self.venv = env.get("PANDA_VENV", "/opt/pilot-test/panda-venv")
         self.python = os.path.join(self.venv, "bin", "python")
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}/api/v1"
+        self.https_url = f"https://127.0.0.1:{self.https_port}"
+        # the test PKI of the HTTPS listener (made by start.sh with tests/servers/backends/make-pki.sh)
+        self.pki = os.path.join(self.base, "pki")
+        self.ca_file = os.path.join(self.pki, "ca.pem")
+        self.ca_dir = os.path.join(self.pki, "certificates")  # hashed: <hash>.0, for --capath / X509_CERT_DIR
+        self.robot_proxy = os.path.join(self.pki, "x509up_robot")  # /DC=test/DC=pilot/OU=Robots/CN=Robot: test pilot
+        self.user_proxy = os.path.join(self.pki, "x509up")  # /DC=test/DC=pilot/CN=Test User: no production role
         self.issuer = f"http://127.0.0.1:{self.idp_port}/"
         self.logs = os.path.join(self.base, "logs")
         self.origin = self.origin_for("production")
@@ -109,7 +120,8 @@ class PandaServer:
         """Start everything (PostgreSQL from a fresh copy of the schema, issuer, server); cleans leftovers first."""
         self._tokens.clear()  # the issuer gets a new key
         try:
-            return self._script("start.sh", self.base, self.port, self.pg_port, self.idp_port, timeout=timeout)
+            return self._script("start.sh", self.base, self.port, self.pg_port, self.idp_port, self.https_port,
+                                timeout=timeout)
         except BaseException:
             try:
                 self.shutdown()

@@ -34,7 +34,7 @@ def make_ctx(storage, tmp_path, rse, env=None):
     queue = from_dict({"nickname": "Q", "astorages": {"read_lan": [rse], "write_lan": [rse], "pl": [rse]}}, "Q")
     return types.SimpleNamespace(config=load_config(env=env), queuedata=queue, abort=Trigger(),
                                  storage=load_storage_data(storage.storage_data(tmp_path / "ddm.json")),
-                                 args=types.SimpleNamespace(capath=storage.cert_dir))
+                                 settings=types.SimpleNamespace(capath=storage.cert_dir))
 
 
 def adler(data):

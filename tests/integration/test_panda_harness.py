@@ -80,3 +80,18 @@ def test_kill_auth_and_server_cut(panda):
     panda.start()
     assert panda.is_alive()
     assert panda.job_record(panda_id)["commandToPilot"] == "tobekilled"  # the database kept its state
+
+
+def test_https_identity_is_the_client_certificate(panda):
+    """The HTTPS listener verifies the server side with the test CA and takes the identity from the client
+    certificate only: test headers claiming the robot DN give nothing there, the robot's proxy does."""
+    url = f"{panda.https_url}/api/v1/pilot/acquire_jobs"
+    body = {"site_name": panda.queue, "prod_source_label": "managed"}
+    forged = requests.post(url, json=body, headers=dict(JSON, **panda.x509_headers()), verify=panda.ca_file,
+                           timeout=60)
+    assert forged.json()["message"] == "SSL secure connection is required"
+    proxied = requests.post(url, json=body, headers=JSON, verify=panda.ca_file,
+                            cert=(panda.robot_proxy, panda.robot_proxy), timeout=60)
+    assert proxied.json()["message"] == "No jobs in PanDA", proxied.text[:300]
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{panda.https_url}/api/v1/system/is_alive", timeout=10)  # system CAs: the test CA is unknown

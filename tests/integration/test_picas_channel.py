@@ -29,7 +29,7 @@ def make_ctx(tmp_path, **picas):
     env.update(PILOT_CFG_PILOT_UPDATE_RETRY_INITIAL="0.05", PILOT_CFG_PILOT_UPDATE_RETRY_MAX="0.1")
     deadline = [float("inf")]
     ctx = types.SimpleNamespace(config=load_config(env=env), abort=Trigger("abort"),
-                                args=types.SimpleNamespace(capath=None, cacert=None),
+                                settings=types.SimpleNamespace(capath=None, cacert=None),
                                 paths=types.SimpleNamespace(main=str(tmp_path)))
     ctx.delivery_deadline = lambda: deadline[0]
     ctx.deadline = deadline

@@ -37,7 +37,7 @@ def make_ctx(rse, **cfg):
     env = {f"PILOT_CFG_RUCIO_{k.upper()}": str(v) for k, v in cfg.items()}
     queue = from_dict({"nickname": "Q", "astorages": {"read_lan": [rse], "write_lan": [rse], "pl": [rse]}}, "Q")
     return types.SimpleNamespace(config=load_config(env=env), queuedata=queue, abort=Trigger(), storage={},
-                                 args=types.SimpleNamespace(capath=None))
+                                 settings=types.SimpleNamespace(capath=None))
 
 
 def replicas(rucio, scope, name):

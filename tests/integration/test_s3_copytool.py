@@ -26,7 +26,7 @@ def make_ctx(s3, tmp_path, env=None, rse="OS_ES_TEST"):
                                "OS_DET": s3.storage_entry("pilot-data", "DATADISK", deterministic=True)}))
     queue = from_dict({"nickname": "S3Q", "astorages": {"read_lan": [rse], "write_lan": [rse], "pl": [rse]}}, "S3Q")
     return types.SimpleNamespace(config=load_config(env=env or {}), queuedata=queue, abort=Trigger(),
-                                 storage=load_storage_data(str(ddm)), args=types.SimpleNamespace(capath=None))
+                                 storage=load_storage_data(str(ddm)), settings=types.SimpleNamespace(capath=None))
 
 
 @pytest.fixture

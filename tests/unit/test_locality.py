@@ -45,7 +45,7 @@ def fake_tools(tmp_path, monkeypatch):
 def make_ctx(**cfg):
     env = {f"PILOT_CFG_FILE_{key.upper()}": str(value) for key, value in cfg.items()}
     ctx = types.SimpleNamespace(config=load_config(env=env), abort=Trigger("abort"))
-    ctx.args = types.SimpleNamespace(capath=None)
+    ctx.settings = types.SimpleNamespace(capath=None)
     return ctx
 
 

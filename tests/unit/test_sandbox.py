@@ -17,7 +17,7 @@ from pilot.payload.sandbox import install_sandbox, read_variables
 
 def make_ctx(**cfg):
     env = {f"PILOT_CFG_PAYLOAD_{key.upper()}": str(value) for key, value in cfg.items()}
-    return types.SimpleNamespace(config=load_config(env=env), abort=None, args=types.SimpleNamespace(capath=None))
+    return types.SimpleNamespace(config=load_config(env=env), abort=None, settings=types.SimpleNamespace(capath=None))
 
 
 def make_tar(path, members):

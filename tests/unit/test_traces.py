@@ -15,7 +15,7 @@ from pilot.transfer import traces
 
 def ctx_for(url="", use=True, timeout="5"):
     config = load_config(env={"PILOT_CFG_RUCIO_URL": url, "PILOT_CFG_RUCIO_TRACE_TIMEOUT": timeout})
-    return types.SimpleNamespace(config=config, args=types.SimpleNamespace(use_rucio_traces=use, capath=None),
+    return types.SimpleNamespace(config=config, settings=types.SimpleNamespace(use_rucio_traces=use, capath=None),
                                  queuedata=from_dict({"nickname": "Q", "site": "SITE"}, "Q"))
 
 

@@ -4,6 +4,8 @@
 #   hostcert.pem/hostkey.pem  CN=localhost, SAN DNS:localhost, IP:127.0.0.1 (TLS servers)
 #   usercert.pem/userkey.pem  /DC=test/DC=pilot/CN=Test User
 #   x509up        RFC 3820 proxy (proxy cert + key + user cert) valid PROXY_HOURS hours (<= 0: already expired)
+#   robotcert.pem/robotkey.pem + x509up_robot  /DC=test/DC=pilot/OU=Robots/CN=Robot: test pilot and its proxy (the
+#                 PanDA test server lists 'CN=Robot: test pilot' in production_dns: a production pilot's identity)
 #   vomsdir/testvo/localhost.lsc + x509up_voms (VOMS AC /testvo/Role=production, from voms-proxy-fake)
 # usage: make-pki.sh OUTDIR [PROXY_HOURS]
 set -euo pipefail
@@ -31,13 +33,17 @@ printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncip
 openssl x509 -req -in user.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -out usercert.pem -extfile user.ext 2>/dev/null
 chmod 400 userkey.pem hostkey.pem ca.key
 # RFC 3820 proxy with an exact lifetime ('openssl ca' takes -startdate/-enddate; 'x509 -req' only -days)
-SER=$(( (RANDOM << 15) | RANDOM ))
-openssl req -newkey rsa:2048 -nodes -keyout proxy.key -out proxy.csr -subj "/DC=test/DC=pilot/CN=Test User/CN=$SER" 2>/dev/null
-NOW=$(date -u +%s); NB=$(date -u -d "@$((NOW - 300))" +%Y%m%d%H%M%SZ); NA=$(date -u -d "@$((NOW + HOURS * 3600))" +%Y%m%d%H%M%SZ)
-[ "$HOURS" -gt 0 ] || NB=$(date -u -d "@$((NOW + HOURS * 3600 - 3600))" +%Y%m%d%H%M%SZ)
-rm -rf pdb; mkdir pdb; : > pdb/index.txt
-HEX=$(printf '%X' "$SER"); [ $(( ${#HEX} % 2 )) -eq 0 ] || HEX=0$HEX; echo "$HEX" > pdb/serial
-cat > pdb/ca.cnf <<CNF
+# make_proxy EEC_CERT EEC_KEY OUT: OUT = proxy cert + key + EEC cert, subject = the EEC's + /CN=<serial>
+make_proxy() {
+  local cert=$1 key=$2 out=$3 subject SER NOW NB NA HEX
+  subject=$(openssl x509 -in "$cert" -noout -subject -nameopt compat | sed 's/^subject=//')
+  SER=$(( (RANDOM << 15) | RANDOM ))
+  openssl req -newkey rsa:2048 -nodes -keyout proxy.key -out proxy.csr -subj "$subject/CN=$SER" 2>/dev/null
+  NOW=$(date -u +%s); NB=$(date -u -d "@$((NOW - 300))" +%Y%m%d%H%M%SZ); NA=$(date -u -d "@$((NOW + HOURS * 3600))" +%Y%m%d%H%M%SZ)
+  [ "$HOURS" -gt 0 ] || NB=$(date -u -d "@$((NOW + HOURS * 3600 - 3600))" +%Y%m%d%H%M%SZ)
+  rm -rf pdb; mkdir pdb; : > pdb/index.txt
+  HEX=$(printf '%X' "$SER"); [ $(( ${#HEX} % 2 )) -eq 0 ] || HEX=0$HEX; echo "$HEX" > pdb/serial
+  cat > pdb/ca.cnf <<CNF
 [ ca ]
 default_ca = px
 [ px ]
@@ -52,14 +58,22 @@ email_in_dn = no
 preserve = yes
 [ anything ]
 DC = optional
+OU = optional
 CN = optional
 [ proxy_ext ]
 proxyCertInfo = critical,language:id-ppl-inheritAll
 keyUsage = critical,digitalSignature,keyEncipherment,dataEncipherment
 CNF
-openssl ca -batch -config pdb/ca.cnf -extensions proxy_ext -notext -preserveDN \
-  -cert usercert.pem -keyfile userkey.pem -startdate "$NB" -enddate "$NA" -in proxy.csr -out proxy.crt 2>/dev/null
-cat proxy.crt proxy.key usercert.pem > x509up; chmod 600 x509up
+  openssl ca -batch -config pdb/ca.cnf -extensions proxy_ext -notext -preserveDN \
+    -cert "$cert" -keyfile "$key" -startdate "$NB" -enddate "$NA" -in proxy.csr -out proxy.crt 2>/dev/null
+  cat proxy.crt proxy.key "$cert" > "$out"; chmod 600 "$out"
+}
+make_proxy usercert.pem userkey.pem x509up
+openssl req -newkey rsa:2048 -nodes -keyout robotkey.pem -out robot.csr \
+  -subj "/DC=test/DC=pilot/OU=Robots/CN=Robot: test pilot" 2>/dev/null
+openssl x509 -req -in robot.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -out robotcert.pem -extfile user.ext 2>/dev/null
+chmod 400 robotkey.pem
+make_proxy robotcert.pem robotkey.pem x509up_robot
 rm -rf ./*.csr ./*.ext proxy.crt proxy.key pdb ./*.srl
 # VOMS: the host cert plays the VOMS server of vo 'testvo'
 mkdir -p vomsdir/testvo
@@ -72,4 +86,4 @@ if command -v voms-proxy-fake >/dev/null && [ "$HOURS" -gt 0 ]; then
     -out x509up_voms </dev/null >/dev/null 2>&1 && chmod 600 x509up_voms
 fi
 chmod 0755 "$OUT" "$OUT/certificates" "$OUT/vomsdir" "$OUT/vomsdir/testvo"
-chmod 0644 ca.pem hostcert.pem usercert.pem certificates/* vomsdir/testvo/*
+chmod 0644 ca.pem hostcert.pem usercert.pem robotcert.pem certificates/* vomsdir/testvo/*

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Install what the real PanDA server needs for the integration tests. Idempotent (stamp file), root, no stdin.
-#   * Debian packages: PostgreSQL 15 with pg_cron and pg_partman (the schema uses both), python3-venv, curl.
+#   * Debian packages: PostgreSQL 15 with pg_cron and pg_partman (the schema uses both), python3-venv, curl, openssl
+#     (the test PKI of the HTTPS listener).
 #   * A venv in $PANDA_VENV (default /opt/pilot-test/panda-venv) built on Debian's /usr/bin/python3 with
 #     panda-server==$PANDA_SERVER_VERSION (default 1.0.4, the version shared/spec/panda-server.md was written against)
 #     and its dependencies pinned in requirements.lock (what `pip install panda-server[postgres]==1.0.4` resolved,
@@ -20,7 +21,7 @@ flock -w 900 9 || die "another install.sh holds $PANDA_TEST_CACHE/.install.lock 
 
 t0=$(date +%s)
 need=()
-for pkg in postgresql-15 postgresql-client-15 postgresql-15-cron postgresql-15-partman python3-venv curl util-linux; do
+for pkg in postgresql-15 postgresql-client-15 postgresql-15-cron postgresql-15-partman python3-venv curl util-linux openssl; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

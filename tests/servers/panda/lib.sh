@@ -80,9 +80,9 @@ port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# http_ok URL: a GET answered with HTTP 2xx within 10 s
+# http_ok URL [CURL OPTION...]: a GET answered with HTTP 2xx within 10 s
 http_ok() {
-    curl -sf -m 10 -o /dev/null -H 'Accept: application/json' "$1"
+    curl -sf -m 10 -o /dev/null -H 'Accept: application/json' "$@"
 }
 
 load_ports() {
@@ -91,6 +91,7 @@ load_ports() {
     HTTP_PORT=${HTTP_PORT:-25080}
     PG_PORT=${PG_PORT:-55432}
     IDP_PORT=${IDP_PORT:-25099}
+    HTTPS_PORT=${HTTPS_PORT:-$((HTTP_PORT + 363))}
 }
 
 # lock_base: one start/stop/http action per BASE at a time. Orphans of a killed start.sh (cp, psql) inherit the lock

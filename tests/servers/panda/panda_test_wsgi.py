@@ -1,18 +1,22 @@
 """
-WSGI entry point for running the *real* PanDA server (pandaserver.server.panda.application) behind a plain-HTTP
-WSGI server (werkzeug) for the integration tests. Adapted from shared/recipes/panda-server/panda_test_wsgi.py.
+WSGI entry point for running the *real* PanDA server (pandaserver.server.panda.application) under werkzeug for the
+integration tests, on two listeners of one process (adapted from the project's reference recipe):
 
-In production, Apache (mod_ssl + mod_gridsite) authenticates the X509 proxy and exports SSL_CLIENT_S_DN and GRST_CRED_*
-(VOMS FQANs) into the WSGI environ; the PanDA code only checks that those variables are present (Protocol.isSecure)
-and that the DN or an FQAN carries the production role (api/v1/common.has_production_role). This shim plays that
-front end, so the server's own authorisation code still runs:
+  * HTTPS (PANDA_TEST_HTTPS_PORT, certificate and CA from PANDA_TEST_PKI, made by tests/servers/backends/make-pki.sh):
+    this shim plays Apache's mod_ssl + mod_gridsite for real. It asks for a client certificate (optional, as
+    `SSLVerifyClient optional`), verifies it against the test CA, accepting RFC 3820 proxies, and exports what the
+    PanDA code reads: SSL_CLIENT_S_DN / SSL_CLIENT_I_DN / SSL_CLIENT_VERIFY of the presented certificate and
+    GRST_CRED_0 (X509USER, the end-entity DN) + GRST_CRED_1 (GSIPROXY) for a proxy. No certificate: no DN (a token
+    client's identity then comes from its token, as in production). Test headers are ignored here.
+  * plain HTTP (PANDA_TEST_HTTP_PORT): identity by test headers, for tests that need an identity the PKI has not:
+      X-Test-DN: <dn>       -> SSL_CLIENT_S_DN = <dn>
+      X-Test-FQAN: <fqan>   -> GRST_CRED_0 = "VOMS <fqan>"
+      X-Test-Anonymous: 1   -> no DN at all ("SSL secure connection is required")
+      none of these         -> SSL_CLIENT_S_DN = the default robot DN (listed in production_dns), unless the request
+                               carries Authorization (a token client presents no certificate).
 
-  * X-Test-DN: <dn>       -> SSL_CLIENT_S_DN = <dn>
-  * X-Test-FQAN: <fqan>   -> GRST_CRED_0 = "VOMS <fqan>"
-  * X-Test-Anonymous: 1   -> no DN at all ("SSL secure connection is required")
-  * none of these         -> SSL_CLIENT_S_DN = the default robot DN (listed in production_dns), unless the request
-                             carries Authorization: a token client presents no certificate, so its identity and role
-                             come from the token alone (the server's oidc path), as in production.
+The PanDA code only checks that SSL_CLIENT_S_DN is present (Protocol.isSecure) and that the DN or an FQAN carries the
+production role (api/v1/common.has_production_role), so the server's own authorisation code runs on either listener.
 
 It also sets SCRIPT_NAME to the request path, because the server dispatches on SCRIPT_NAME (Apache's
 WSGIScriptAliasMatch gives it the full path; a WSGI server mounted at '/' gives SCRIPT_NAME='' and the path in
@@ -22,6 +26,9 @@ usage: python panda_test_wsgi.py PORT [BASE]     (BASE only marks the command li
 """
 
 import os
+import ssl
+import sys
+import threading
 
 _PORT = os.environ.get("PANDA_TEST_HTTP_PORT", "25080")
 os.environ.setdefault("PANDA_HOME", "/tmp/panda_home")  # -> $PANDA_HOME/etc/panda/panda_server.cfg, panda_common.cfg
@@ -36,13 +43,44 @@ from pandaserver.server.panda import application as panda_application  # noqa: E
 DEFAULT_DN = os.environ.get("PANDA_TEST_DN", "/DC=test/OU=Robots/CN=Robot: test pilot")
 
 
+# getpeercert() attribute names -> the short names of OpenSSL's legacy "/DC=x/CN=y" form (mod_ssl's
+# LegacyDNStringFormat, which PanDA's DN handling expects)
+_SHORT = {"domainComponent": "DC", "commonName": "CN", "organizationalUnitName": "OU", "organizationName": "O",
+          "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST", "emailAddress": "emailAddress"}
+
+
+def _dn(name):
+    return "".join(f"/{_SHORT.get(key, key)}={value}" for rdn in name for key, value in rdn)
+
+
+def _certificate_identity(environ, cert):
+    """What mod_ssl + mod_gridsite export for a verified client certificate (an end-entity or an RFC 3820 proxy)."""
+    subject, issuer = _dn(cert.get("subject", ())), _dn(cert.get("issuer", ()))
+    environ["SSL_CLIENT_S_DN"] = subject
+    environ["SSL_CLIENT_I_DN"] = issuer
+    environ["SSL_CLIENT_VERIFY"] = "SUCCESS"
+    times = f"{int(ssl.cert_time_to_seconds(cert['notBefore']))} {int(ssl.cert_time_to_seconds(cert['notAfter']))}"
+    # a proxy's subject is its issuer's plus one CN (RFC 3820); its issuer is then the end entity
+    if subject.startswith(issuer + "/CN=") and "/" not in subject[len(issuer) + 1:]:
+        environ["GRST_CRED_0"] = f"X509USER {times} 0 {issuer}"
+        environ["GRST_CRED_1"] = f"GSIPROXY {times} 1 {subject}"
+    else:
+        environ["GRST_CRED_0"] = f"X509USER {times} 0 {subject}"
+
+
 def application(environ, start_response):
     path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
     environ["SCRIPT_NAME"] = path
     environ["PATH_INFO"] = ""
     for key in [k for k in environ if k.startswith(("SSL_CLIENT_", "GRST_CRED_", "GRST_CONN_"))]:
         del environ[key]  # only this shim decides the identity
-    if environ.get("HTTP_X_TEST_ANONYMOUS") != "1":
+    connection = environ.get("werkzeug.socket")
+    if isinstance(connection, ssl.SSLSocket):
+        environ["HTTPS"] = "on"
+        cert = connection.getpeercert()
+        if cert:  # verified by the TLS layer against the test CA, or the handshake failed
+            _certificate_identity(environ, cert)
+    elif environ.get("HTTP_X_TEST_ANONYMOUS") != "1":
         dn = environ.get("HTTP_X_TEST_DN")
         if dn is None and "HTTP_AUTHORIZATION" not in environ:
             dn = DEFAULT_DN
@@ -53,10 +91,53 @@ def application(environ, start_response):
     return panda_application(environ, start_response)
 
 
-if __name__ == "__main__":
-    import sys
+def tls_context(pki):
+    """Server context: the test host certificate; client certificates optional, verified against the test CA, RFC 3820
+    proxies accepted (Apache: SSLVerifyClient optional + OPENSSL_ALLOW_PROXY_CERTS)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.path.join(pki, "hostcert.pem"), os.path.join(pki, "hostkey.pem"))
+    context.load_verify_locations(cafile=os.path.join(pki, "ca.pem"))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
+    return context
 
-    from werkzeug.serving import WSGIRequestHandler, run_simple
+
+def make_servers(http_port, https_port=None, pki=None):
+    from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
     WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, as Apache; the pilot's session reuses connections
-    run_simple("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else int(_PORT), application, threaded=True)
+
+    class TLSServer(ThreadedWSGIServer):
+        """HTTPS with the handshake in the request's thread: werkzeug's own TLS wraps the listening socket, so a
+        client that connects and never completes the handshake would block accept() for everyone."""
+
+        def __init__(self, port, context):
+            super().__init__("127.0.0.1", port, application)
+            self.tls, self.ssl_context = context, context  # ssl_context: werkzeug then sets wsgi.url_scheme https
+
+        def get_request(self):
+            sock, address = self.socket.accept()
+            return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+        def finish_request(self, request, client_address):
+            request.settimeout(30)
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                print(f"TLS handshake with {client_address[0]}:{client_address[1]} failed: {exc}", file=sys.stderr)
+                return
+            request.settimeout(None)
+            super().finish_request(request, client_address)
+
+    servers = [ThreadedWSGIServer("127.0.0.1", int(http_port), application)]
+    if https_port and pki:
+        servers.append(TLSServer(int(https_port), tls_context(pki)))
+    return servers
+
+
+if __name__ == "__main__":
+    listeners = make_servers(sys.argv[1] if len(sys.argv) > 1 else _PORT, os.environ.get("PANDA_TEST_HTTPS_PORT"),
+                             os.environ.get("PANDA_TEST_PKI"))
+    for extra in listeners[1:]:
+        threading.Thread(target=extra.serve_forever, name="https", daemon=True).start()
+    listeners[0].serve_forever()

@@ -4,10 +4,13 @@
 #     a fresh copy every start (tests begin with empty job tables), copied from a cached template cluster
 #     ($PANDA_TEST_CACHE/pgdata-<checksum>) that is built once per schema/harness version;
 #   * a local OIDC issuer (fake_idp.py) for the token path;
-#   * the server's WSGI application (pandaserver.server.panda.application) behind panda_test_wsgi.py under werkzeug.
+#   * a test PKI in BASE/pki (tests/servers/backends/make-pki.sh: CA, host certificate, user and robot proxies);
+#   * the server's WSGI application (pandaserver.server.panda.application) behind panda_test_wsgi.py under werkzeug,
+#     plain HTTP on HTTP_PORT and HTTPS (test CA, client certificates and proxies verified) on HTTPS_PORT.
 # Leftovers of an earlier run under the same BASE (processes, pid files, cluster) are cleaned first, by PID only.
 # Stop with stop.sh BASE; restart the HTTP server alone with http.sh stop|start BASE.
-# usage: start.sh BASE [HTTP_PORT [PG_PORT [IDP_PORT]]]    (defaults 25080 55432 25099, or $PANDA_TEST_*_PORT)
+# usage: start.sh BASE [HTTP_PORT [PG_PORT [IDP_PORT [HTTPS_PORT]]]]
+#        (defaults 25080 55432 25099 HTTP_PORT+363, or $PANDA_TEST_*_PORT)
 # Run install.sh first. BASE must be reachable by the postgres user (e.g. under /tmp).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BASE [HTTP_PORT [PG_PORT [IDP_PORT]]]" >&2; exit 2; }
@@ -23,6 +26,7 @@ BASE=$(cd "$1" && pwd)
 HTTP_PORT=${2:-${PANDA_TEST_HTTP_PORT:-25080}}
 PG_PORT=${3:-${PANDA_TEST_PG_PORT:-55432}}
 IDP_PORT=${4:-${PANDA_TEST_IDP_PORT:-25099}}
+HTTPS_PORT=${5:-${PANDA_TEST_HTTPS_PORT:-$((HTTP_PORT + 363))}}
 PDB=$(panda_schema_dir)
 SQLS=$PDB/schema/postgres/sqls
 [ -f "$SQLS/init_step.sql" ] || die "PanDA schema not found in $PDB (vendored in tests/servers/panda/panda-database; or set PANDA_DB_SCHEMA)"
@@ -52,12 +56,13 @@ for old in "$PANDA_TEST_CACHE"/build-*; do  # half-built template clusters of ki
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$old" -m immediate -w -t 30 stop > /dev/null 2>&1 || true
     rm -rf "$old" || log "warning: could not remove $old"
 done
-for port in "$HTTP_PORT" "$PG_PORT" "$IDP_PORT"; do
+for port in "$HTTP_PORT" "$HTTPS_PORT" "$PG_PORT" "$IDP_PORT"; do
     port_busy "$port" && die "port 127.0.0.1:$port is taken by a process that is not ours under $BASE: \
-$(ss -Hltnp "sport = :$port" 2>/dev/null | head -1) -- stop it or choose other ports (PANDA_TEST_{HTTP,PG,IDP}_PORT)"
+$(ss -Hltnp "sport = :$port" 2>/dev/null | head -1) -- stop it or choose other ports (PANDA_TEST_{HTTP,HTTPS,PG,IDP}_PORT)"
 done
-printf 'HTTP_PORT=%s\nPG_PORT=%s\nIDP_PORT=%s\n' "$HTTP_PORT" "$PG_PORT" "$IDP_PORT" > "$BASE/ports.env"
-rm -rf "$PGDATA" "$LOGS" "$PANDA_HOME" "$BASE/idp"
+printf 'HTTP_PORT=%s\nHTTPS_PORT=%s\nPG_PORT=%s\nIDP_PORT=%s\n' "$HTTP_PORT" "$HTTPS_PORT" "$PG_PORT" "$IDP_PORT" \
+    > "$BASE/ports.env"
+rm -rf "$PGDATA" "$LOGS" "$PANDA_HOME" "$BASE/idp" "$BASE/pki"
 mkdir -p "$LOGS/pandacache" "$LOGS/keys" "$LOGS/auth" "$PANDA_HOME/etc/panda" "$BASE/idp"
 chmod 0755 "$BASE"
 runuser -u postgres -- test -x "$BASE" || die "the postgres user cannot reach $BASE (a parent directory lacks o+x)"
@@ -161,6 +166,9 @@ for _ in $(seq 1 100); do
 done
 http_ok "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" || die "the OIDC issuer does not answer"
 
+# --- test PKI (the server's host certificate and CA; proxies for the pilots) -------------------------------------------
+bash "$HERE/../backends/make-pki.sh" "$BASE/pki" "${PROXY_HOURS:-12}" > /dev/null 2>&1 || die "make-pki.sh failed"
+
 # --- the PanDA server --------------------------------------------------------------------------------------------------
 bash "$HERE/http.sh" start "$BASE"
-log "PanDA server up on http://127.0.0.1:$HTTP_PORT (PostgreSQL $PG_PORT, OIDC issuer $IDP_PORT) in $(elapsed) s"
+log "PanDA server up on http://127.0.0.1:$HTTP_PORT and https://127.0.0.1:$HTTPS_PORT (PostgreSQL $PG_PORT, OIDC issuer $IDP_PORT) in $(elapsed) s"
