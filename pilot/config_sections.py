@@ -107,6 +107,13 @@ class PilotSection:
     load_factor: float = rng(0.0, 1000.0)
     abort_grace: int = rng(1, DAY)
     kill_grace: int = rng(0, HOUR)
+    cvmfs_root: str = text()
+    cvmfs_repositories: str = text()
+    cvmfs_last_update_file: str = optional_name()
+    cvmfs_max_age: int = rng(0, 365 * DAY)
+    cvmfs_timeout: int = rng(1, HOUR)
+    features_check: float = rng(0.1, DAY)
+    shutdown_margin: int = rng(0, DAY)
     min_job_time: int = rng(0, 365 * DAY)
     lifetime_margin: int = rng(0, DAY)
 
@@ -146,7 +153,7 @@ class FileSection:
     transfer_attempts: int = rng(1, 100)
     log_max_mb: int = rng(1, MB_MAX)
     log_max_file_mb: int = rng(1, MB_MAX)
-    log_timeout: float = rng(1, DAY)
+    log_timeout: float = rng(0.1, DAY)
     transfer_width: int = rng(1, 256)
     transfer_timeout_base: float = rng(0.1, 30 * DAY)
     transfer_timeout_max: float = rng(0.1, 30 * DAY)
@@ -221,11 +228,21 @@ class S3Section:
     region: str = text()
 
 
+@dataclass(frozen=True)
+class EventServiceSection:
+    lookahead_per_core: int = rng(1, 1000)
+    fetch_batch: int = rng(1, 100000)
+    update_batch: int = rng(1, 100000)
+    update_interval: float = rng(0.01, HOUR)
+    stop_margin: float = rng(0, DAY)
+    fetch_retry_max: float = rng(0.01, DAY)
+
+
 # INI section name -> dataclass; the attribute on Config is the lower-case name
 SECTIONS = {
     "Pilot": PilotSection, "Information": InformationSection, "Payload": PayloadSection, "File": FileSection,
     "Rucio": RucioSection, "Harvester": HarvesterSection, "PiCaS": PicasSection, "HPC": HpcSection,
-    "Token": TokenSection, "S3": S3Section,
+    "Token": TokenSection, "S3": S3Section, "EventService": EventServiceSection,
 }
 
 # (section, smaller key, larger key): pairs whose order matters
@@ -251,6 +268,7 @@ class Config:
     hpc: HpcSection
     token: TokenSection
     s3: S3Section
+    eventservice: EventServiceSection
 
     def as_dict(self):
         from dataclasses import asdict
