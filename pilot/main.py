@@ -75,6 +75,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class QuietFileHandler(logging.FileHandler):
+    """pilotlog.txt: a full disk costs log lines (said once on stderr), never a traceback per record."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"pilot: cannot write {self.baseFilename}: {sys.exc_info()[1]} (later lines only on stderr)",
+                  file=sys.stderr)
+
+
 def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt: str = "text") -> None:
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
@@ -83,7 +95,7 @@ def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt:
         formatter.converter = time.gmtime
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if to_file:
-        handlers.append(logging.FileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
+        handlers.append(QuietFileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
     root = logging.getLogger()
     for handler in handlers:
         handler.setFormatter(formatter)

@@ -103,6 +103,17 @@ class Pipeline:
             apply_commands(self.ctx, job, reply.commands)
         return reply
 
+    def check_commands(self, job: Job) -> None:
+        """Ask the channel for the job's pending server commands between heartbeats, and apply them."""
+        if job.kill.is_set() or job.state in (JobState.FINISHED, JobState.FAILED):
+            return
+        started = time.monotonic()
+        commands = self.channel.commands(job)
+        if commands:
+            log.info("job %s: command check found %s (%.2f s)", job.jobid, ",".join(commands),
+                     time.monotonic() - started)
+            apply_commands(self.ctx, job, commands)
+
     # --- supervision -----------------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.control.put(("signal", signum))

@@ -172,6 +172,15 @@ def decode_reply(text: str) -> ServerReply:
     return ServerReply(ok=False, message=f"unexpected reply {text.strip()[:200]!r}")
 
 
+# v1 replies (HTTP 200, success false) of a server that knows who we are but not as a pilot (spec A.4)
+ROLE_REFUSALS = ("production or pilot role required", "no production/pilot role", "ssl secure connection is required")
+
+
+def is_role_refusal(message: str) -> bool:
+    text = (message or "").lower()
+    return any(refusal in text for refusal in ROLE_REFUSALS)
+
+
 def is_no_jobs(reply: ServerReply) -> bool:
     return (not reply.ok and ("no jobs" in reply.message.lower() or reply.status_code == 20)) or \
         (reply.ok and not reply.jobs)

@@ -5,6 +5,10 @@ sends a `running` update for each job that is due, and applies what the server a
 ([Pilot] heartbeat), 60 s in debug mode ([Pilot] debug_heartbeat); any cadence well under the server's 2 h
 lost-heartbeat limit works.
 
+Between heartbeats, every [Pilot] command_check s (0: never), the same thread asks the channel for the job's
+pending commands without sending an update (Channel.commands: PanDA's job/get_status, one primary-key read), so
+a server kill reaches the payload within command_check instead of within a heartbeat period.
+
 Commands (spec panda-server.md A.7): tobekilled -> kill the payload, job fails with 1144; alreadydone on a
 running job -> the server has finished it: stop it (1236); softkill -> finish the current jobs, take no new ones;
 debug / debugoff -> heartbeat every debug_heartbeat s; any other command with a space is a debug command
@@ -21,6 +25,7 @@ import threading
 import time
 from typing import Dict, List
 
+from .. import ownprocs
 from ..job import Job
 from ..threads import INTERNAL_ERROR, GuardedThread, internal_diag
 
@@ -50,10 +55,12 @@ def run_debug_command(command: str, workdir: str) -> str:
         if workdir and not arg.startswith("-") and not _stays_inside(workdir, arg):
             return f"debug command argument {arg!r} leads out of the work dir (symbolic link): not allowed"
     try:
-        done = subprocess.run(argv, cwd=workdir or None, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+        with ownprocs.helper(argv, cwd=workdir or None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL) as proc:
+            stdout, stderr = proc.communicate(timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"debug command failed: {exc}"
-    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    output = (stdout + stderr).decode("utf-8", "replace")
     return output[-MAX_DEBUG_OUTPUT:]
 
 
@@ -88,6 +95,7 @@ class Heartbeat(GuardedThread):
         self.pipeline = pipeline
         self._cond = threading.Condition()
         self._due: Dict[str, float] = {}  # jobid -> monotonic time of the next heartbeat
+        self._check_due: Dict[str, float] = {}  # jobid -> monotonic time of the next command check
         self._jobs: Dict[str, Job] = {}
         self._stopped = False
 
@@ -97,9 +105,12 @@ class Heartbeat(GuardedThread):
 
     def watch(self, job: Job) -> None:
         job.last_heartbeat = job.last_heartbeat or time.monotonic()
+        check = self.ctx.config.pilot.command_check
         with self._cond:
             self._jobs[job.jobid] = job
             self._due[job.jobid] = time.monotonic() + self.interval(job)
+            if check > 0:
+                self._check_due[job.jobid] = time.monotonic() + check
             self._cond.notify()
 
     def beat_soon(self, job: Job) -> None:
@@ -114,6 +125,7 @@ class Heartbeat(GuardedThread):
         with self._cond:
             self._jobs.pop(job.jobid, None)
             self._due.pop(job.jobid, None)
+            self._check_due.pop(job.jobid, None)
             self._cond.notify()
 
     def stop(self) -> None:
@@ -127,15 +139,21 @@ class Heartbeat(GuardedThread):
                 while not self._stopped:
                     now = time.monotonic()
                     due = [jobid for jobid, when in self._due.items() if when <= now]
-                    if due:
+                    checks = [jobid for jobid, when in self._check_due.items() if when <= now and jobid not in due]
+                    if due or checks:
                         break
-                    timeout = min(self._due.values()) - now if self._due else None
-                    self._cond.wait(timeout)
+                    times = list(self._due.values()) + list(self._check_due.values())
+                    self._cond.wait(min(times) - now if times else None)
                 if self._stopped:
                     return
                 jobs = [self._jobs[jobid] for jobid in due]
-                for job in jobs:
-                    self._due[job.jobid] = time.monotonic() + self.interval(job)
+                checked = [self._jobs[jobid] for jobid in checks]
+                check = self.ctx.config.pilot.command_check
+                for job in jobs + checked:  # a heartbeat brings the commands too: it restarts the check period
+                    if job.jobid in due:
+                        self._due[job.jobid] = time.monotonic() + self.interval(job)
+                    if check > 0:
+                        self._check_due[job.jobid] = time.monotonic() + check
             for job in jobs:
                 try:
                     self.beat(job)
@@ -143,6 +161,13 @@ class Heartbeat(GuardedThread):
                     log.error("job %s: heartbeat failed", job.jobid, exc_info=True)
                     self.unwatch(job)
                     job.kill.fire(INTERNAL_ERROR, internal_diag("heartbeat", exc))
+            for job in checked:
+                try:
+                    self.pipeline.check_commands(job)
+                except Exception as exc:
+                    log.error("job %s: command check failed", job.jobid, exc_info=True)
+                    self.unwatch(job)
+                    job.kill.fire(INTERNAL_ERROR, internal_diag("command check", exc))
 
     def beat(self, job: Job) -> None:
         self.pipeline.report(job)

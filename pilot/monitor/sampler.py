@@ -32,8 +32,8 @@ class TreeSampler:
         self.samples: List[Dict[str, float]] = []
         self._last: Dict[int, Dict[str, float]] = {}  # pid -> last counters seen (for exited processes)
         self._output = os.path.join(workdir, OUTPUT_FILE)
-        with open(self._output, "w", encoding="ascii") as handle:
-            handle.write("\t".join(COLUMNS) + "\n")
+        self._write_failed = False
+        self._write(self._output, "w", "\t".join(COLUMNS) + "\n")
 
     def sample(self) -> Optional[Dict[str, float]]:
         import psutil
@@ -75,9 +75,8 @@ class TreeSampler:
         for key in MEMORY:
             row[key] = int(row[key])
         self.samples.append(row)
-        with open(self._output, "a", encoding="ascii") as handle:
-            handle.write("\t".join(str(int(row[key]) if key not in ("stime", "utime", "wtime")
-                                       else round(row[key], 2)) for key in COLUMNS) + "\n")
+        self._write(self._output, "a", "\t".join(str(int(row[key]) if key not in ("stime", "utime", "wtime")
+                                                  else round(row[key], 2)) for key in COLUMNS) + "\n")
         return row
 
     def summary(self) -> Dict[str, Dict[str, float]]:
@@ -90,9 +89,18 @@ class TreeSampler:
 
     def write_summary(self) -> Dict[str, Dict[str, float]]:
         summary = self.summary()
-        with open(os.path.join(self.workdir, SUMMARY_FILE), "w", encoding="ascii") as handle:
-            json.dump(summary, handle, indent=1, sort_keys=True)
+        self._write(os.path.join(self.workdir, SUMMARY_FILE), "w", json.dumps(summary, indent=1, sort_keys=True))
         return summary
+
+    def _write(self, path: str, mode: str, text: str) -> None:
+        """The files are for the log tarball: a full disk (or a vanished work dir) costs them, never the job."""
+        try:
+            with open(path, mode, encoding="ascii") as handle:
+                handle.write(text)
+        except OSError as exc:
+            if not self._write_failed:
+                log.warning("memory monitor: cannot write %s: %s", path, exc)
+            self._write_failed = True
 
 
 def leak_fit(samples: List[Dict[str, float]]) -> Optional[Dict[str, float]]:

@@ -5,17 +5,24 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Optional
 
 from ..errors import PilotError
 from ..job import Job, JobState
+from ..monitor.checks import MemoryCheck, disk_full, free_bytes
 from ..monitor.jobmonitor import JobMonitor
 from ..monitor.sampler import leak_fit, update_fields
 from ..payload.command import payload_command
 from ..payload.diagnose import apply_reports, failure, tail
+from ..payload.cgroup import JobCgroup, own_cgroup_dir
 from ..payload.process import PayloadProcess
 from .base import Stage
 
 log = logging.getLogger(__name__)
+
+# memory.max of the job's cgroup, as a multiple of the memory check's limit: the check (1235, with a diagnosis)
+# acts first; the cgroup only stops a spike faster than the check's period
+CGROUP_MEMORY_FACTOR = 2
 
 
 class ExecuteStage(Stage):
@@ -26,7 +33,7 @@ class ExecuteStage(Stage):
         cfg = self.ctx.config
         argv, env = payload_command(job, self.ctx)
         proc = PayloadProcess(argv, job.workdir, env, os.path.join(job.workdir, cfg.payload.payloadstdout),
-                              os.path.join(job.workdir, cfg.payload.payloadstderr))
+                              os.path.join(job.workdir, cfg.payload.payloadstderr), self._cgroup(job))
         job.state = JobState.RUNNING
         job.started_at = time.time()
         try:
@@ -59,10 +66,22 @@ class ExecuteStage(Stage):
         if stop.is_set() and (proc.killed_by_pilot or exit_code != 0):
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
             return
+        if disk_full(job.workdir):  # whatever the payload's exit code says, its results cannot be trusted
+            job.fail(1098, f"disk full when the payload ended: {free_bytes(job.workdir) >> 20} MB free in the "
+                           f"work dir")
+            return
         problem = failure(exit_code, tail(job.workdir, cfg.payload.payloadstderr), job.workdir,
                           bool(job.container))
         if problem:
             job.fail(*problem)
+
+    def _cgroup(self, job: Job) -> Optional[JobCgroup]:
+        """The job's own cgroup v2 where the node allows one ([Payload] cgroup = auto), else None."""
+        if self.ctx.config.payload.cgroup != "auto":
+            return None
+        name = "pilot.%d.job.%s" % (os.getpid(), "".join(ch for ch in job.jobid if ch.isalnum())[:64])
+        memory = MemoryCheck.limit_kb(self.ctx, job) * 1024 * CGROUP_MEMORY_FACTOR
+        return JobCgroup.create(own_cgroup_dir(), name, memory)
 
     def _record_usage(self, job: Job, monitor: JobMonitor) -> None:
         summary = monitor.finish()

@@ -93,6 +93,9 @@ class RetrieveThread(GuardedThread):
                 except PilotError as exc:
                     self.failures += 1
                     self.error_code = exc.code
+                    if not exc.retry:
+                        log.error("getJob failed: %s (not retried)", exc)
+                        return
                     log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.settings.getjob_failures, exc)
                     if self.failures < self.ctx.settings.getjob_failures:
                         pause = next(self._backoff)

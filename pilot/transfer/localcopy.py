@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from .checksum import Digest
 
 CHUNK = 8 << 20
+AHEAD = 4  # chunks the copy may run ahead of the checksum: bounds the unflushed data, and the wait on a stop
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
 
 
@@ -47,8 +48,10 @@ class _Progress:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.copied = 0
-        self.done = False
-        self.failed = False
+        self.checked = 0
+        self.done = False  # the copy reached the end of the source
+        self.failed = False  # the copy stopped early
+        self.finished = False  # the checksum thread is over
 
 
 def copy_file(src_path: str, dst_path: str, kind: str, progress: Optional[Callable[[int], None]] = None,
@@ -86,7 +89,9 @@ def _copy_fds(src: int, dst: int, digest: Digest, progress, sync: bool) -> None:
             offset += count
             with state.cond:
                 state.copied = offset
-                state.cond.notify()
+                state.cond.notify_all()
+                while offset - state.checked >= AHEAD * CHUNK and not state.finished:
+                    state.cond.wait()
             if progress is not None:
                 progress(offset)
             if errors:
@@ -94,12 +99,12 @@ def _copy_fds(src: int, dst: int, digest: Digest, progress, sync: bool) -> None:
     except BaseException:
         with state.cond:
             state.failed = True
-            state.cond.notify()
+            state.cond.notify_all()
         checker.join()
         raise
     with state.cond:
         state.done = True
-        state.cond.notify()
+        state.cond.notify_all()
     checker.join()
     if errors:
         raise errors[0]
@@ -130,8 +135,15 @@ def _checksum_behind(dst: int, digest: Digest, state: _Progress, sync: bool, err
                     raise OSError(errno.EIO, f"destination shorter than the {end} bytes written")
                 digest.update(view[:count])
                 checked += count
-    except OSError as exc:
+            with state.cond:
+                state.checked = checked
+                state.cond.notify_all()
+    except Exception as exc:  # raised again by the copying thread
         errors.append(exc)
+    finally:
+        with state.cond:
+            state.finished = True
+            state.cond.notify_all()
 
 
 def checksum_file(path: str, kind: str, progress: Optional[Callable[[int], None]] = None) -> Digest:

@@ -8,6 +8,7 @@ second read to verify took three times as long.
 from __future__ import annotations
 
 import os
+import time
 
 from ..job import FileSpec
 from .base import Copytool, TransferFailure
@@ -48,8 +49,9 @@ class MvCopytool(Copytool):
         final = os.path.join(ctx.paths.output_dir, spec.lfn)
         temp = final + ".part"
         try:
-            # stage-out runs on after an abort (the log must go): no stop callback; durable before it is renamed
-            local = copy_file(src, temp, kind, sync=True)
+            # stage-out runs on after an abort (the log must go), within its share of the abort grace; flushed to
+            # the device as it goes, so the file is durable before it takes its final name
+            local = copy_file(src, temp, kind, _stop_at_deadline(ctx), sync=True)
             os.replace(temp, final)
         finally:
             if os.path.lexists(temp):
@@ -57,6 +59,16 @@ class MvCopytool(Copytool):
         spec.filesize = local.size
         spec.checksum = {kind: local.hexdigest()}
         return final
+
+
+def _stop_at_deadline(ctx):
+    """A progress callback that ends a stage-out copy when its share of the abort grace is over (the partial
+    copy is removed by the caller, and the final report still goes out within the grace)."""
+    def check(_size: int) -> None:
+        if time.monotonic() > ctx.stageout_deadline():
+            raise TransferFailure(ctx.abort.code, f"stage-out stopped: {ctx.abort.reason}; no time left in the "
+                                                  f"abort grace of {ctx.config.pilot.abort_grace} s")
+    return check
 
 
 def _stop_on_abort(ctx):

@@ -86,3 +86,63 @@ def test_lost_heartbeat_kills_the_job():
     j.last_heartbeat = time.monotonic() - 10
     beat.beat(j)
     assert j.kill.code == 1317
+
+
+def test_command_checks_run_between_heartbeats_and_stop_with_the_job():
+    """[Pilot] command_check asks the channel for commands between heartbeats (heartbeat 1000 s here)."""
+    c = ctx()
+    c.config = load_config(env={"PILOT_CFG_PILOT_HEARTBEAT": "1000", "PILOT_CFG_PILOT_COMMAND_CHECK": "1"})
+    checks, beats = [], []
+    done = threading.Event()
+
+    class Pipeline:
+        def report(self, j):
+            beats.append(j)
+
+        def check_commands(self, j):
+            checks.append(time.monotonic())
+            if len(checks) >= 2:
+                done.set()
+
+    beat = Heartbeat(c, Pipeline())
+    beat.start()
+    j = job()
+    started = time.monotonic()
+    beat.watch(j)
+    assert done.wait(5), "two command checks at a 1 s period within 5 s"
+    assert checks[0] - started >= 0.9 and 0.8 <= checks[1] - checks[0] <= 2.0
+    assert beats == []  # no update was sent for them
+    beat.unwatch(j)
+    count = len(checks)
+    time.sleep(1.3)
+    assert len(checks) == count
+    beat.stop()
+    beat.join(2)
+
+
+def test_command_check_applies_kill_commands_only_to_a_running_job():
+    from pilot.pipeline import Pipeline
+
+    c = ctx()
+    j = job()
+    asked = []
+
+    def commands(the_job):
+        asked.append(the_job.jobid)
+        return ["tobekilled"]
+
+    stub = types.SimpleNamespace(ctx=c, channel=types.SimpleNamespace(commands=commands))
+    Pipeline.check_commands(stub, j)
+    assert j.kill.code == 1144 and asked == ["1"]
+    Pipeline.check_commands(stub, j)  # already being killed: the server is not asked again
+    assert asked == ["1"]
+
+
+def test_command_check_without_channel_support_does_nothing():
+    from pilot.channels.base import Channel
+    from pilot.pipeline import Pipeline
+
+    j = job()
+    stub = types.SimpleNamespace(ctx=ctx(), channel=Channel())
+    Pipeline.check_commands(stub, j)
+    assert not j.kill.is_set()
