@@ -56,6 +56,7 @@ def _token_path() -> Optional[str]:
 
 class PandaChannel(Channel):
     name = "panda"
+    retry_when_empty = True
 
     @classmethod
     def open(cls, ctx, address: str = "", placement=None) -> "PandaChannel":
@@ -85,6 +86,7 @@ class PandaChannel(Channel):
                                      "User-Agent": f"pilot/{__version__}"})
         self._setup_auth()
         self.requests_sent = 0
+        self.last_task_id = 0  # the previous job's task, for --allow-same-user
         self.jobs_received = 0  # a follow-up request (time floor) must say how much lifetime is left
 
     # --- transport --------------------------------------------------------------------------------------------
@@ -196,11 +198,23 @@ class PandaChannel(Channel):
         worker = os.environ.get("HARVESTER_WORKER_ID", "")
         if worker.isdigit():
             params["worker_id"] = int(worker)
+        if settings.allow_same_user and self.last_task_id:  # Pilot 3: later jobs of a multi-job pilot from the
+            params["task_id"] = self.last_task_id       # same task (Harvester passes --allow-same-user=False)
         return params
+
+    def legacy_selectors(self) -> Dict[str, str]:
+        """countryGroup/workingGroup/allowOtherCountry: only legacy getJob of servers before 1.0 knows them."""
+        settings = self.ctx.settings
+        form = {"countryGroup": settings.country_group, "workingGroup": settings.working_group}
+        form = {key: value for key, value in form.items() if value}
+        if settings.allow_other_country:
+            form["allowOtherCountry"] = "True"
+        return form
 
     def fetch(self, max_jobs: int = 1) -> List[Job]:
         params = self.acquire_params(max_jobs)
-        reply = self._call("acquire_jobs", params, "getJob", proto.legacy_acquire_form(params))
+        form = dict(proto.legacy_acquire_form(params), **self.legacy_selectors())
+        reply = self._call("acquire_jobs", params, "getJob", form)
         if reply is None:
             raise PilotError(1318, f"no answer from {self.base} to acquire_jobs")
         if proto.is_no_jobs(reply):
@@ -209,6 +223,9 @@ class PandaChannel(Channel):
         if not reply.ok:
             raise PilotError(1318, f"acquire_jobs refused: {reply.message or reply.status_code}")
         jobs = parse_jobs(reply.jobs, self.ctx.config.file.max_field_length, "acquire_jobs reply")
+        for job in jobs:
+            if job.taskid.isdigit():
+                self.last_task_id = int(job.taskid)
         self.jobs_received += len(jobs)
         return jobs
 

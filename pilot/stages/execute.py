@@ -11,7 +11,7 @@ from ..errors import PilotError
 from ..job import Job, JobState
 from ..monitor.checks import MemoryCheck, disk_full, free_bytes
 from ..monitor.jobmonitor import JobMonitor
-from ..monitor.sampler import leak_fit, update_fields
+from ..monitor.sampler import leak_fit, mean_cores, update_fields
 from ..payload.command import payload_command
 from ..payload.diagnose import apply_reports, failure, tail
 from ..payload.cgroup import JobCgroup, own_cgroup_dir
@@ -56,7 +56,8 @@ class ExecuteStage(Stage):
         self._record_usage(job, monitor)
         if leftovers:
             log.info("job %s: killed %d process(es) the payload left behind", job.jobid, leftovers)
-        job.cpu_seconds = proc.cpu_seconds
+        job.cpu_seconds = max(proc.cpu_seconds, job.cpu_seconds)  # rusage misses what escaped the wait
+        job.mean_cores = mean_cores(job.cpu_seconds, time.time() - job.started_at)
         job.trans_exit_code = exit_code
         log.info("job %s: payload exited with %d after %.3f s", job.jobid, exit_code, time.time() - job.started_at)
         apply_reports(job, job.workdir, cfg.payload.error_report, cfg.payload.jobreport)
