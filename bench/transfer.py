@@ -121,6 +121,7 @@ def run_cases(args, storage, work, results):
         names = make_files(src, count, size)
         for tool in args.tools.split(","):
             ctx = types.SimpleNamespace(queuedata=queue, storage=ddm, abort=Trigger(),
+                                        stageout_deadline=lambda: float("inf"),
                                         settings=types.SimpleNamespace(capath=storage and storage.cert_dir),
                                         paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
                                                                     output_dir=os.path.join(work, "mvstore")))

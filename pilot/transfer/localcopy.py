@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from .checksum import Digest
 
 CHUNK = 8 << 20
+READ = 1 << 20  # read-back piece: small enough to stay in the CPU cache between the read and the checksum
 AHEAD = 4  # chunks the copy may run ahead of the checksum: bounds the unflushed data, and the wait on a stop
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
 
@@ -113,8 +114,10 @@ def _copy_fds(src: int, dst: int, digest: Digest, progress, sync: bool) -> None:
 
 
 def _checksum_behind(dst: int, digest: Digest, state: _Progress, sync: bool, errors: list) -> None:
-    """Read each copied chunk back from the destination and feed the digest (optionally after flushing it)."""
-    buffer = bytearray(CHUNK)
+    """Read each copied chunk back from the destination and feed the digest (optionally after flushing it). Read,
+    not mmap: a file truncated under a mapping kills the process with SIGBUS."""
+    size = min(CHUNK, READ)
+    buffer = bytearray(size)
     view = memoryview(buffer)
     checked = 0
     try:
@@ -130,7 +133,7 @@ def _checksum_behind(dst: int, digest: Digest, state: _Progress, sync: bool, err
             if sync:
                 os.fdatasync(dst)
             while checked < end:
-                count = os.preadv(dst, [view[:min(CHUNK, end - checked)]], checked)
+                count = os.preadv(dst, [view[:min(size, end - checked)]], checked)
                 if count == 0:
                     raise OSError(errno.EIO, f"destination shorter than the {end} bytes written")
                 digest.update(view[:count])

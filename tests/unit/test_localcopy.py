@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import threading
+import time
 import zlib
 
 import pytest
@@ -126,3 +127,22 @@ def test_checksum_file_reports_progress(tmp_path):
     seen = []
     digest = checksum_file(str(tmp_path / "f"), "md5", seen.append)
     assert digest.hexdigest() == expected(data, "md5") and seen[-1] == len(data) and len(seen) == 4
+
+
+def test_the_copy_never_runs_far_ahead_of_the_checksum(tmp_path, monkeypatch):
+    """A slow read-back (a slow disk under sync) holds the copy back to AHEAD chunks: the unflushed data, and the
+    time a stop request waits for the checksum thread, stay bounded."""
+    read_up_to = [0]
+    real = os.preadv
+
+    def slow_preadv(fd, buffers, offset):
+        time.sleep(0.002)
+        count = real(fd, buffers, offset)
+        read_up_to[0] = offset + count
+        return count
+    monkeypatch.setattr(os, "preadv", slow_preadv)
+    gaps = []
+    (tmp_path / "src").write_bytes(blob(40 * SMALL_CHUNK))
+    copy_file(str(tmp_path / "src"), str(tmp_path / "dst"), "adler32", lambda copied: gaps.append(
+        copied - read_up_to[0]))
+    assert max(gaps) <= localcopy.AHEAD * SMALL_CHUNK, gaps
