@@ -279,6 +279,13 @@ class PandaChannel(Channel):
             log.info("%s (spooled %s)", what, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record["created"])))
             if self._deliver_final(path, record["data"], what).ok:
                 done += 1
+        from ..eventservice.reporter import replay_spooled
+        from ..eventservice.source import PandaEventSource
+        from ..job import Job
+
+        ranges = replay_spooled(directory, lambda jobid: PandaEventSource(self, Job(jobid=jobid)))
+        if ranges:
+            log.info("replayed %d spooled event range update(s)", ranges)
         return done
 
     # --- worker and node information (best effort: one attempt, failures only logged) ------------------------
