@@ -21,6 +21,9 @@ class Channel:
     """Chosen by name from pilot.registry.CHANNELS (--job-source NAME[:ADDRESS]) and made with `open`."""
 
     name = "base"
+    # True when an empty fetch may be followed by work later (a server queue): a multi-job pilot then asks again
+    # with back-off while its time floor lasts; False when empty means done (a directory of job files)
+    retry_when_empty = False
 
     @classmethod
     def open(cls, ctx, address: str = "", placement=None) -> "Channel":

@@ -57,6 +57,7 @@ def _token_path() -> Optional[str]:
 
 class PandaChannel(Channel):
     name = "panda"
+    retry_when_empty = True
 
     @classmethod
     def open(cls, ctx, address: str = "", placement=None) -> "PandaChannel":
@@ -89,6 +90,7 @@ class PandaChannel(Channel):
         log.info("server %s, %s, trusting %s", self.base, self._credential(), self.http.trust.where)
         if not self.token_file and not self.http.trust.cert and self.base.startswith("https://"):
             log.warning("server %s: no token and no X509 proxy found: requests are anonymous", self.base)
+        self.last_task_id = 0  # the previous job's task, for --allow-same-user
         self.jobs_received = 0  # a follow-up request (time floor) must say how much lifetime is left
 
     @property
@@ -142,9 +144,15 @@ class PandaChannel(Channel):
         return f"X509 proxy ({cert[0]})" if cert else "anonymous request (no token, no proxy)"
 
     def _call(self, method: str, v1_body: Dict[str, Any], legacy_method: str, legacy_form: Dict[str, str]):
+        return self.api_call(f"pilot/{method}", v1_body, legacy_method, legacy_form)
+
+    def api_call(self, v1_path: str, v1_body: Dict[str, Any], legacy_method: str,
+                 legacy_form: Dict[str, str]) -> Optional[proto.ServerReply]:
+        """POST /api/v1/<v1_path> (e.g. "event/acquire_event_ranges"), or the legacy /server/panda/<method> when
+        the server does not speak v1; None for a transient failure (see _post)."""
         if self.api != "legacy":
             try:
-                return self._post(f"/api/v1/pilot/{method}", json_body=v1_body)
+                return self._post(f"/api/v1/{v1_path}", json_body=v1_body)
             except _UseLegacy as exc:
                 log.warning("server does not speak /api/v1 (%s): switching to the legacy protocol", exc)
                 self.api = "legacy"
@@ -178,11 +186,23 @@ class PandaChannel(Channel):
         worker = os.environ.get("HARVESTER_WORKER_ID", "")
         if worker.isdigit():
             params["worker_id"] = int(worker)
+        if settings.allow_same_user and self.last_task_id:  # Pilot 3: later jobs of a multi-job pilot from the
+            params["task_id"] = self.last_task_id       # same task (Harvester passes --allow-same-user=False)
         return params
+
+    def legacy_selectors(self) -> Dict[str, str]:
+        """countryGroup/workingGroup/allowOtherCountry: only legacy getJob of servers before 1.0 knows them."""
+        settings = self.ctx.settings
+        form = {"countryGroup": settings.country_group, "workingGroup": settings.working_group}
+        form = {key: value for key, value in form.items() if value}
+        if settings.allow_other_country:
+            form["allowOtherCountry"] = "True"
+        return form
 
     def fetch(self, max_jobs: int = 1) -> List[Job]:
         params = self.acquire_params(max_jobs)
-        reply = self._call("acquire_jobs", params, "getJob", proto.legacy_acquire_form(params))
+        form = dict(proto.legacy_acquire_form(params), **self.legacy_selectors())
+        reply = self._call("acquire_jobs", params, "getJob", form)
         if reply is None:
             raise PilotError(1318, f"no answer from {self.base} to acquire_jobs")
         if proto.is_no_jobs(reply):
@@ -191,6 +211,9 @@ class PandaChannel(Channel):
         if not reply.ok:
             raise PilotError(1318, f"acquire_jobs refused: {reply.message or reply.status_code}")
         jobs = parse_jobs(reply.jobs, self.ctx.config.file.max_field_length, "acquire_jobs reply")
+        for job in jobs:
+            if job.taskid.isdigit():
+                self.last_task_id = int(job.taskid)
         self.jobs_received += len(jobs)
         return jobs
 
@@ -208,7 +231,11 @@ class PandaChannel(Channel):
         return Reply(ok=True, commands=reply.commands, where=f"{self.base} (update_job)")
 
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
-        path = self.spool.write(job.jobid, data, final)
+        try:
+            path: Optional[str] = self.spool.write(job.jobid, data, final)
+        except OSError as exc:  # a full disk: the update goes out all the same, without a copy for a next pilot
+            log.error("job %s: update not spooled (%s): sending it without a spool copy", job.jobid, exc)
+            path = None
         if not final:
             try:
                 result = self._send_update(data)
@@ -216,11 +243,12 @@ class PandaChannel(Channel):
                 log.error("heartbeat of job %s: %s", job.jobid, exc.diag)
                 result = None
             finally:
-                self.spool.remove(path)
+                if path:
+                    self.spool.remove(path)
             return result if result is not None else Reply(ok=False, where=self.base)
         return self._deliver_final(path, data, f"final update of job {job.jobid}")
 
-    def _deliver_final(self, path: str, data: Dict[str, Any], what: str) -> Reply:
+    def _deliver_final(self, path: Optional[str], data: Dict[str, Any], what: str) -> Reply:
         return deliver_final(self.ctx, path, lambda: self._send_update(data), what)
 
     def replay(self, directory: str) -> int:

@@ -40,6 +40,10 @@ from .spool import Spool, deliver_final, pending_in
 log = logging.getLogger(__name__)
 
 HEARTBEAT_STATUS = {"starting": "downloading", "running": "running"}
+# what a running update carries that a PiCaS user reads on the token: the same usage the PanDA channel reports
+PROGRESS_KEYS = ("startTime", "cpuConsumptionTime", "meanCoreCount", "coreCount", "maxRSS", "maxPSS", "maxVMEM",
+                 "maxSWAP", "avgRSS", "avgPSS", "avgVMEM", "avgSWAP", "totRCHAR", "totWCHAR", "totRBYTES",
+                 "totWBYTES", "rateRCHAR", "rateWCHAR", "rateRBYTES", "rateWBYTES", "nEvents")
 
 
 @dataclass
@@ -239,7 +243,7 @@ class PicasChannel(Channel):
         token["heartbeat"] = now
         token.setdefault("start_time", now)
         progress = {"state": data.get("state"), "time": data.get("timestamp")}
-        for key in ("cpuConsumptionTime", "maxRSS", "maxPSS", "nEvents", "startTime"):
+        for key in PROGRESS_KEYS:
             if key in data:
                 progress[key] = data[key]
         token["progress"] = progress

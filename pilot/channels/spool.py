@@ -36,11 +36,15 @@ class Spool:
         record = {"job_id": job_id, "final": final, "created": time.time(), "data": data}
         temp = path + ".tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(record, handle, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)  # never a half-written record (a full disk): the caller decides what to do
+            raise
         return path
 
     @staticmethod
@@ -108,13 +112,14 @@ def deliver(send: Callable[[], Optional[bool]], deadline: Callable[[], float], i
     return False  # pragma: no cover - backoff_delays never ends
 
 
-def deliver_final(ctx, path: str, send: Callable[[], Optional[Reply]], what: str) -> Reply:
+def deliver_final(ctx, path: Optional[str], send: Callable[[], Optional[Reply]], what: str) -> Reply:
     """Deliver the final update spooled in `path`, for every channel: `send()` makes one attempt and returns None
     (transient failure: retried with back-off until ctx's delivery deadline), Reply(ok=True) (acknowledged: the
     file goes) or Reply(ok=False) (refused for good: kept as <path>.refused for a human, out of the replay set).
 
     Unanswered, or refused credentials (CredentialsRefused: retrying with the same token or proxy is pointless),
-    the file stays in the spool for the next pilot in this work dir or --replay-spool.
+    the file stays in the spool for the next pilot in this work dir or --replay-spool. `path` None: the update
+    could not be spooled (a full disk) and is only sent.
     """
     cfg = ctx.config.pilot
     outcome: Dict[str, Reply] = {}
@@ -139,9 +144,9 @@ def deliver_final(ctx, path: str, send: Callable[[], Optional[Reply]], what: str
         return Reply(ok=False, where=f"spooled in {path}")
     reply = outcome.get("reply")
     if reply is None:
-        return Reply(ok=False, where=f"spooled in {path}")
-    if reply.ok:
+        return Reply(ok=False, where=f"spooled in {path}" if path else "not delivered, not spooled")
+    if path and reply.ok:
         Spool.remove(path)
-    else:
+    elif path:
         os.replace(path, path + ".refused")
     return reply

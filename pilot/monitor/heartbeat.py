@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Dict, List
 
+from .. import ownprocs
 from ..job import Job
 from ..threads import INTERNAL_ERROR, GuardedThread, internal_diag
 
@@ -54,10 +55,12 @@ def run_debug_command(command: str, workdir: str) -> str:
         if workdir and not arg.startswith("-") and not _stays_inside(workdir, arg):
             return f"debug command argument {arg!r} leads out of the work dir (symbolic link): not allowed"
     try:
-        done = subprocess.run(argv, cwd=workdir or None, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+        with ownprocs.helper(argv, cwd=workdir or None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL) as proc:
+            stdout, stderr = proc.communicate(timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"debug command failed: {exc}"
-    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    output = (stdout + stderr).decode("utf-8", "replace")
     return output[-MAX_DEBUG_OUTPUT:]
 
 

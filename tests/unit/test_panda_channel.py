@@ -16,6 +16,7 @@ from pilot.channels.panda import PandaChannel
 from pilot.config import load_config
 from pilot.errors import CredentialsRefused, shell_exit_code
 from pilot.job import parse_job
+from pilot.settings import Settings
 from pilot.queuedata import from_dict
 from pilot.trigger import Trigger
 
@@ -79,8 +80,7 @@ def make_channel(tmp_path, url, lifetime=86400.0, **cfg):
     env = {"PILOT_CFG_PILOT_UPDATE_RETRY_INITIAL": "0.05", "PILOT_CFG_PILOT_UPDATE_RETRY_MAX": "0.1",
            "PILOT_CFG_PILOT_HTTP_MAXTIME": "5"}
     env.update({f"PILOT_CFG_PILOT_{key.upper()}": str(value) for key, value in cfg.items()})
-    settings = types.SimpleNamespace(url=url, port=25443, capath="", cacert="", queue="Q", job_label="managed",
-                                 version_tag="PR", resource_type="", jobtype="", workerpilotstatusupdate=False)
+    settings = Settings(queue="Q", url=url, capath="", cacert="", job_label="managed", workerpilotstatusupdate=False)
     started = time.monotonic()
     abort = Trigger("abort")
     ctx = types.SimpleNamespace(
