@@ -73,7 +73,7 @@ def send(records: List[Dict[str, Any]], ctx) -> int:
     """POST `records` to [Rucio] url; the number the server accepted."""
     if not records:
         return 0
-    url, timeout = ctx.config.rucio.url, float(ctx.config.rucio.trace_timeout)
+    url, timeout = ctx.config.rucio.url, ctx.config.rucio.trace_timeout
     deadline = time.monotonic() + timeout
     try:
         with Client(trust_from(ctx), timeout) as client:
