@@ -32,6 +32,7 @@ from pilot.transfer.storage import load_storage_data  # noqa: E402
 from pilot.trigger import Trigger  # noqa: E402
 from tests.integration.backends import running_storage_servers  # noqa: E402
 from tests.integration.storage import Storage  # noqa: E402
+from pilot.settings import Settings  # noqa: E402
 
 
 def make_files(folder, count, size):
@@ -116,7 +117,7 @@ def run_cases(args, storage, work, results):
         names = make_files(src, count, size)
         for tool in args.tools.split(","):
             ctx = types.SimpleNamespace(queuedata=queue, storage=ddm, abort=Trigger(),
-                                        settings=types.SimpleNamespace(capath=storage.cert_dir),
+                                        settings=Settings(queue="Q", capath=storage.cert_dir),
                                         paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
                                                                     output_dir=os.path.join(work, "mvstore")))
             row = {}
