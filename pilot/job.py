@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import PilotError, format_diag
+from .monitor.cpuinfo import node_cpu
 from .trigger import Trigger
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,8 @@ class Job:
     exe_error_code: int = 0
     exe_error_diag: str = ""
     pid: int = 0
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the payload tree: live while it runs (monitor), then the final figure
+    mean_cores: float = 0.0  # cores kept busy on average (meanCoreCount)
     nevents: int = 0
     received_at: float = field(default_factory=time.time)
     started_at: float = 0.0
@@ -462,10 +464,11 @@ def update_dict(job: Job, state: str, static: Dict[str, Any], final: bool,
     data.update({key: value for key, value in static.items() if value not in (None, "")})
     if job.started_at:
         data["startTime"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(job.started_at))
+    data.update(node_cpu())  # cpuConsumptionUnit "s+<model>", cpuConversionFactor, cpuArchitectureLevel
     if job.cpu_seconds:
         data["cpuConsumptionTime"] = int(job.cpu_seconds) if job.cpu_seconds < 1e9 else -1
-        data["cpuConsumptionUnit"] = "s"
-        data["cpuConversionFactor"] = 1.0
+    if job.mean_cores:
+        data["meanCoreCount"] = job.mean_cores
     if job.nevents:
         data["nEvents"] = job.nevents
     data.update(job.memory)

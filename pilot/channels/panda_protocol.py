@@ -23,7 +23,7 @@ UPDATE_FIELDS: Dict[str, tuple] = {
     "cpuConsumptionTime": ("cpu_consumption_time", int), "cpuConsumptionUnit": ("cpu_consumption_unit", str),
     "cpuConversionFactor": ("cpu_conversion_factor", float),
     "cpuArchitectureLevel": ("cpu_architecture_level", str), "coreCount": ("core_count", int),
-    "meanCoreCount": ("mean_core_count", float), "startTime": ("start_time", str), "endTime": ("end_time", str),
+    "meanCoreCount": ("mean_core_count", "cores"), "startTime": ("start_time", str), "endTime": ("end_time", str),
     "nEvents": ("n_events", int), "nInputFiles": ("n_input_files", int), "jobMetrics": ("job_metrics", str),
     "jobSubStatus": ("job_sub_status", str), "pilotTiming": ("pilot_timing", str),
     "maxRSS": ("max_rss", int), "maxVMEM": ("max_vmem", int), "maxSWAP": ("max_swap", int),
@@ -59,10 +59,18 @@ class ServerReply:
     commands: List[str] = field(default_factory=list)
 
 
-def _cast(value: Any, kind: type) -> Any:
+def _whole_cores(value: Any) -> int:
+    """v1 update_job takes mean_core_count as an int (1.0.4 refuses a float): rounded, and 1 for any busy payload."""
+    cores = float(value)
+    return max(1, int(round(cores))) if cores > 0 else 0
+
+
+def _cast(value: Any, kind: Any) -> Any:
     if value is None:
         return None
     try:
+        if kind == "cores":
+            return _whole_cores(value)
         if kind is int:
             return int(value) if not isinstance(value, float) else int(round(value))
         if kind is float:

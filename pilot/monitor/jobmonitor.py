@@ -14,7 +14,7 @@ from typing import Dict, Optional
 
 from ..threads import GuardedThread
 from .checks import Check, MonitorState, WorkdirScan, default_checks
-from .sampler import TreeSampler
+from .sampler import TreeSampler, mean_cores, update_fields
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class JobMonitor(GuardedThread):
         self._halt.set()
 
     def work(self) -> None:
-        sample_every = float(self.ctx.config.pilot.memory_usage_verification_time)
+        sample_every = self.ctx.config.pilot.memory_usage_verification_time
         due: Dict[object, float] = {"sample": time.monotonic() + min(sample_every, 5.0)}
         for check in self.checks:
             due[check] = time.monotonic() + check.interval(self.ctx)
@@ -57,9 +57,13 @@ class JobMonitor(GuardedThread):
         if due["sample"] <= now:
             due["sample"] = now + sample_every
             try:
-                self.state.sample = self.sampler.sample() or self.state.sample
+                row = self.sampler.sample()
             except OSError as exc:
                 log.warning("job %s: memory sample failed: %s", self.job.jobid, exc)
+                row = None
+            if row:
+                self.state.sample = row
+                self.publish(row)
         todo = [check for check in self.checks if due[check] <= now]
         if not todo:
             return False
@@ -73,6 +77,18 @@ class JobMonitor(GuardedThread):
                 self.job.kill.fire(code, diag)
                 return True
         return False
+
+    def publish(self, row: Dict[str, float]) -> None:
+        """Put the usage so far on the job, for the next running update (Pilot 3 sends it with every heartbeat).
+
+        Each value is replaced whole (one assignment), so the heartbeat thread reading them never sees a half-made
+        dict; the execute stage overwrites them with the final figures once the payload is gone.
+        """
+        job = self.job
+        wall = max(time.time() - job.started_at, 1.0) if job.started_at else row["wtime"]
+        job.memory = update_fields(self.sampler.summary(), wall)
+        job.cpu_seconds = self.sampler.cpu_seconds
+        job.mean_cores = mean_cores(job.cpu_seconds, wall)
 
     def _run(self, check: Check) -> Optional[tuple]:
         try:
