@@ -50,8 +50,8 @@ class EventServiceDriver:
         self.cfg = cfg
         self.source = source or PandaEventSource(channel, job)
         spool = getattr(getattr(channel, "spool", None), "directory", "") or os.path.join(ctx.paths.main, "spool")
-        self.reporter = RangeReporter(self.source, spool, job.jobid, int(cfg.update_batch), float(cfg.update_interval))
-        self.lookahead = max(1, int(cfg.lookahead_per_core) * max(1, job.corecount))
+        self.reporter = RangeReporter(self.source, spool, job.jobid, cfg.update_batch, cfg.update_interval)
+        self.lookahead = cfg.lookahead_per_core * max(1, job.corecount)
         self.cond = threading.Condition()
         self.answers: Deque[Dict[str, Any]] = collections.deque()
         self.ready: Deque[Dict[str, Any]] = collections.deque()  # fetched, not yet sent
@@ -91,7 +91,7 @@ class EventServiceDriver:
         left = self.ctx.remaining()
         if self.job.maxwalltime and self.job.started_at:
             left = min(left, self.job.started_at + self.job.maxwalltime - time.time())
-        return left - float(self.cfg.stop_margin)
+        return left - self.cfg.stop_margin
 
     def _time_short(self) -> bool:
         """Would the ranges in flight plus one more, at the rate so far, end after the time left?"""
@@ -114,11 +114,11 @@ class EventServiceDriver:
                     log.info("job %s: too little time left for more event ranges", self.job.jobid)
                     self.exhausted = True
                 else:
-                    got = self.source.fetch(max(int(self.cfg.fetch_batch), want))
+                    got = self.source.fetch(max(self.cfg.fetch_batch, want))
                     if got is None:
                         with self.cond:
                             self.cond.wait(delay)
-                        delay = min(delay * 2, float(self.cfg.fetch_retry_max))
+                        delay = min(delay * 2, self.cfg.fetch_retry_max)
                         continue
                     delay = 1.0
                     with self.cond:
