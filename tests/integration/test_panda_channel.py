@@ -139,6 +139,8 @@ def test_server_down_during_final_update_then_back(panda, tmp_path):
 
 
 def test_server_down_past_the_deadline_then_replayed(panda, tmp_path):
+    """SIGTERM while the server is unreachable: the final update is retried until the abort grace (6 s here) is over
+    and left in the spool, then a second pilot replays it. About 10 s: the grace is waited out, then a second run."""
     panda_id = panda.submit_job(outputs=["o.dat"], job_pars="-c 'sleep 2; echo x > o.dat'")
     first = tmp_path / "first"
     first.mkdir()
