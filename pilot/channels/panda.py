@@ -162,9 +162,15 @@ class PandaChannel(Channel):
         return f"X509 proxy ({self.session.cert[0]})" if self.session.cert else "anonymous request (no token, no proxy)"
 
     def _call(self, method: str, v1_body: Dict[str, Any], legacy_method: str, legacy_form: Dict[str, str]):
+        return self.api_call(f"pilot/{method}", v1_body, legacy_method, legacy_form)
+
+    def api_call(self, v1_path: str, v1_body: Dict[str, Any], legacy_method: str,
+                 legacy_form: Dict[str, str]) -> Optional[proto.ServerReply]:
+        """POST /api/v1/<v1_path> (e.g. "event/acquire_event_ranges"), or the legacy /server/panda/<method> when
+        the server does not speak v1; None for a transient failure (see _post)."""
         if self.api != "legacy":
             try:
-                return self._post(f"/api/v1/pilot/{method}", json_body=v1_body)
+                return self._post(f"/api/v1/{v1_path}", json_body=v1_body)
             except _UseLegacy as exc:
                 log.warning("server does not speak /api/v1 (%s): switching to the legacy protocol", exc)
                 self.api = "legacy"

@@ -71,7 +71,7 @@ class PicasChannel(Channel):
             verify = ctx.settings.cacert
         elif capath and os.path.isdir(capath):
             verify = capath
-        self.couch = Couch(requests, server, db, auth, (float(self.cfg.connect_timeout), float(self.cfg.timeout)),
+        self.couch = Couch(requests, server, db, auth, (self.cfg.connect_timeout, self.cfg.timeout),
                            verify)
         self.db = db
         self.hostname = socket.gethostname()
@@ -114,7 +114,7 @@ class PicasChannel(Channel):
         try:
             self._prepare()
             if self.cfg.lease > 0:
-                self.scrub_stale(float(self.cfg.lease))
+                self.scrub_stale(self.cfg.lease)
             jobs: List[Job] = []
             while len(jobs) < max_jobs:
                 job = self._claim_one()
@@ -131,8 +131,8 @@ class PicasChannel(Channel):
             raise PilotError(1318, f"PiCaS refused: {exc.message}") from None
 
     def _claim_one(self) -> Optional[Job]:
-        for _ in range(max(1, int(self.cfg.claim_attempts))):
-            rows = self.couch.view(self.cfg.design_doc, "todo", limit=int(self.cfg.view_window), include_docs=True)
+        for _ in range(self.cfg.claim_attempts):
+            rows = self.couch.view(self.cfg.design_doc, "todo", limit=self.cfg.view_window, include_docs=True)
             if not rows:
                 log.info("PiCaS: no token in the todo view")
                 return None
@@ -341,7 +341,7 @@ class PicasChannel(Channel):
     # --- helpers ----------------------------------------------------------------------------------------------
     def _log_tail(self, job: Job) -> str:
         """The last [PiCaS] log_tail_kb of the payload's stdout and stderr (read now: the work dir goes soon)."""
-        limit = int(self.cfg.log_tail_kb) * 1024
+        limit = self.cfg.log_tail_kb * 1024
         parts = []
         payload = self.ctx.config.payload
         for name in (payload.payloadstdout, payload.payloadstderr):

@@ -7,7 +7,9 @@ import os
 import time
 from typing import Optional
 
+from .. import recovery
 from ..errors import PilotError
+from ..eventservice.kinds import RANGE_KINDS
 from ..job import Job, JobState
 from ..monitor.checks import MemoryCheck, disk_full, free_bytes
 from ..monitor.jobmonitor import JobMonitor
@@ -31,6 +33,12 @@ class ExecuteStage(Stage):
 
     def process(self, job: Job) -> None:
         cfg = self.ctx.config
+        driver = None
+        if job.es_kind in RANGE_KINDS:  # event service: ranges through FIFOs in the work dir (eventservice/)
+            from ..eventservice.driver import EventServiceDriver
+
+            driver = EventServiceDriver(self.ctx, job, self.pipeline.channel)
+            job.environment.update(driver.prepare())
         argv, env = payload_command(job, self.ctx)
         proc = PayloadProcess(argv, job.workdir, env, os.path.join(job.workdir, cfg.payload.payloadstdout),
                               os.path.join(job.workdir, cfg.payload.payloadstderr), self._cgroup(job))
@@ -39,7 +47,12 @@ class ExecuteStage(Stage):
         try:
             job.pid = proc.start()
         except OSError as exc:
+            if proc.cgroup is not None:
+                proc.cgroup.remove(0.0)
             raise PilotError(1305, f"cannot start payload: {exc}") from None
+        record = recovery.record_payload(self.ctx.paths.main, job.jobid, proc)  # for a sweep if we get SIGKILLed
+        if driver is not None:
+            driver.start()
         monitor = JobMonitor(self.ctx, job, proc)
         monitor.start()
         # the "running" update goes from the heartbeat thread: a slow server must not delay noticing the
@@ -53,6 +66,9 @@ class ExecuteStage(Stage):
             exit_code = proc.wait()
         monitor.stop()
         leftovers = proc.cleanup(grace)
+        recovery.forget(record)
+        if driver is not None:
+            driver.finish(exit_code)
         self._record_usage(job, monitor)
         if leftovers:
             log.info("job %s: killed %d process(es) the payload left behind", job.jobid, leftovers)

@@ -88,10 +88,10 @@ def make_log_tarball(job, ctx, deadline: Callable[[], float]) -> Tuple[str, bool
     skip: Set[str] = {spec.lfn for spec in job.outputs if spec.status == "transferred"}
     skip |= {spec.lfn for spec in job.inputs if spec.status == "transferred"}
     skip |= {job.logfile.lfn, cfg.pilot.pandasecrets}
-    max_file = int(cfg.file.log_max_file_mb) << 20
-    budget = int(cfg.file.log_max_mb) << 20
+    max_file = cfg.file.log_max_file_mb << 20
+    budget = cfg.file.log_max_mb << 20
     started = time.monotonic()
-    limit = lambda: min(deadline(), started + float(cfg.file.log_timeout))  # noqa: E731
+    limit = lambda: min(deadline(), started + cfg.file.log_timeout)  # noqa: E731
     excluded: List[Tuple[str, int, str]] = []
     dirs, files = [], []
     for rel, info in _walk(job.workdir):

@@ -74,7 +74,7 @@ def send(records: List[Dict[str, Any]], ctx) -> int:
         return 0
     import requests
 
-    url, timeout = ctx.config.rucio.url, float(ctx.config.rucio.trace_timeout)
+    url, timeout = ctx.config.rucio.url, ctx.config.rucio.trace_timeout
     deadline = time.monotonic() + timeout
     verify = ctx.settings.capath or True
     try:
