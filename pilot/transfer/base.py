@@ -152,8 +152,12 @@ class Copytool:
 
     @staticmethod
     def _retrying(action, spec: FileSpec, ctx, what: str):
-        """Run action(); one more try ([File] transfer_attempts) when the failure may be transient."""
+        """Run action(); more tries ([File] transfer_attempts; at stage-out at least --stageout-attempts) when
+        the failure may be transient."""
         attempts = ctx.config.file.transfer_attempts
+        settings = getattr(ctx, "settings", None)  # contexts built for a copytool alone have no command line
+        if what == "stage-out" and settings is not None:
+            attempts = max(attempts, settings.stageout_attempts)
         for attempt in range(1, attempts + 1):
             try:
                 return action()
