@@ -34,6 +34,7 @@ from pilot.transfer.storage import load_storage_data  # noqa: E402
 from pilot.trigger import Trigger  # noqa: E402
 from tests.integration.backends import running_storage_servers  # noqa: E402
 from tests.integration.storage import Storage  # noqa: E402
+from pilot.settings import Settings  # noqa: E402
 
 
 def make_files(folder, count, size):
@@ -122,7 +123,7 @@ def run_cases(args, storage, work, results):
         for tool in args.tools.split(","):
             ctx = types.SimpleNamespace(queuedata=queue, storage=ddm, abort=Trigger(),
                                         stageout_deadline=lambda: float("inf"),
-                                        settings=types.SimpleNamespace(capath=storage and storage.cert_dir),
+                                        settings=Settings(queue="Q", capath=storage and storage.cert_dir),
                                         paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
                                                                     output_dir=os.path.join(work, "mvstore")))
             row = {}

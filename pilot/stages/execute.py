@@ -7,6 +7,7 @@ import os
 import time
 from typing import Optional
 
+from .. import recovery
 from ..errors import PilotError
 from ..eventservice.kinds import RANGE_KINDS
 from ..job import Job, JobState
@@ -38,6 +39,7 @@ class ExecuteStage(Stage):
 
             driver = EventServiceDriver(self.ctx, job, self.pipeline.channel)
             job.environment.update(driver.prepare())
+            job.stageout_mode = "log"  # outputs leave per range; the job's own outFiles are made by merge jobs
         argv, env = payload_command(job, self.ctx)
         proc = PayloadProcess(argv, job.workdir, env, os.path.join(job.workdir, cfg.payload.payloadstdout),
                               os.path.join(job.workdir, cfg.payload.payloadstderr), self._cgroup(job))
@@ -46,7 +48,10 @@ class ExecuteStage(Stage):
         try:
             job.pid = proc.start()
         except OSError as exc:
+            if proc.cgroup is not None:
+                proc.cgroup.remove(0.0)
             raise PilotError(1305, f"cannot start payload: {exc}") from None
+        record = recovery.record_payload(self.ctx.paths.main, job.jobid, proc)  # for a sweep if we get SIGKILLed
         if driver is not None:
             driver.start()
         monitor = JobMonitor(self.ctx, job, proc)
@@ -62,6 +67,7 @@ class ExecuteStage(Stage):
             exit_code = proc.wait()
         monitor.stop()
         leftovers = proc.cleanup(grace)
+        recovery.forget(record)
         if driver is not None:
             driver.finish(exit_code)
         self._record_usage(job, monitor)

@@ -41,7 +41,7 @@ class MvCopytool(Copytool):
         elif mode == "move":
             os.rename(src, dest)
         else:
-            raise TransferFailure(1341, f"[File] mv_stagein_mode must be copy, symlink or move, not {mode!r}")
+            raise TransferFailure(1341, f"unknown stage-in mode {mode!r}")  # [File] mv_stagein_mode is a checked choice
         return digest
 
     def _put(self, spec: FileSpec, src: str, ctx, kind: str) -> str:

@@ -80,7 +80,7 @@ def test_heartbeat_schedule_and_stop():
 
 def test_lost_heartbeat_kills_the_job():
     c = ctx()
-    c.config = load_config(env={"PILOT_CFG_PILOT_LOST_HEARTBEAT": "0"})
+    c.config = load_config(env={"PILOT_CFG_PILOT_LOST_HEARTBEAT": "1"})
     beat = Heartbeat(c, types.SimpleNamespace(report=lambda j: None))
     j = job()
     j.last_heartbeat = time.monotonic() - 10
