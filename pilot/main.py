@@ -153,6 +153,7 @@ def queuedata_sources(settings: Settings, config, main_dir: str):
 def run(settings: Settings, config, main_dir: str, report) -> int:
     from .context import Context, Paths
     from .payload.process import become_subreaper
+    from .net import trust
     from .queuedata import load_queuedata
 
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, settings.queue, main_dir,
@@ -173,7 +174,8 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     queuedata = load_queuedata(settings.queue, timeout=config.information.download_timeout,
                                attempts=config.information.download_attempts,
                                cache_path=None if os.path.samefile(main_dir, os.getcwd()) else copy,
-                               sources=queuedata_sources(settings, config, main_dir))
+                               sources=queuedata_sources(settings, config, main_dir),
+                               trust=trust(settings.cacert, settings.capath))
     verify_proxy_at_start(settings, config)
     verify_cvmfs_at_start(settings, config, queuedata)
     source = job_source(settings)
@@ -201,7 +203,7 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     if settings.storagedata_url:
         from .transfer.storage import load_storage_data
 
-        ctx.storage.update(load_storage_data(settings.storagedata_url))
+        ctx.storage.update(load_storage_data(settings.storagedata_url, trust(settings.cacert, settings.capath)))
 
     from .pipeline import Pipeline
 

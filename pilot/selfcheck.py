@@ -130,19 +130,17 @@ def _node(settings, config, queue) -> List[Row]:
 
 
 def _server(settings, config) -> Row:
-    import requests
-
     from .channels.panda import server_url
+    from .net import Client, NetError, trust
 
     url = server_url(settings.url or os.environ.get("PANDA_SERVER_URL", ""), settings.port, config.pilot.pandaserver)
     try:
-        reply = requests.get(f"{url}/api/v1/system/is_alive", timeout=(10, 20),
-                             verify=settings.capath or os.environ.get("X509_CERT_DIR") or True,
-                             headers={"Accept": "application/json"})
+        with Client(trust(settings.cacert, settings.capath), (10, 20), {"Accept": "application/json"}) as client:
+            reply = client.get(f"{url}/api/v1/system/is_alive")
         ok = reply.status_code == 200
         return Row("PanDA server", f"{url}: HTTP {reply.status_code} {reply.text.strip()[:60]}", ok, 1318)
-    except requests.RequestException as exc:
-        return Row("PanDA server", f"{url}: {type(exc).__name__}", False, 1318)
+    except NetError as exc:
+        return Row("PanDA server", f"{url}: {exc.message.split(':')[0]}", False, 1318)
 
 
 def render(rows: List[Row]) -> str:

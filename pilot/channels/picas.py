@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ERRORS, CredentialsRefused, PilotError
 from ..job import Job
+from ..net import Client, trust_from
 from ..payload.untrusted import read_inside, tail_inside
 from ..transfer.surl import mask
 from .base import Channel, Reply
@@ -60,19 +61,12 @@ class PicasChannel(Channel):
         return cls(ctx, address, os.path.join(ctx.paths.main, "spool"))
 
     def __init__(self, ctx, target: str, spool_dir: str):
-        import requests  # lazily: only PiCaS pilots pay for it
-
         self.ctx = ctx
         self.cfg = ctx.config.picas
         server, db, auth = read_credentials(target, self.cfg.credentials_file)
-        verify: Any = True
-        capath = ctx.settings.capath or os.environ.get("X509_CERT_DIR")
-        if ctx.settings.cacert and os.path.isfile(ctx.settings.cacert):
-            verify = ctx.settings.cacert
-        elif capath and os.path.isdir(capath):
-            verify = capath
-        self.couch = Couch(requests, server, db, auth, (self.cfg.connect_timeout, self.cfg.timeout),
-                           verify)
+        client = Client(trust_from(ctx), (self.cfg.connect_timeout, self.cfg.timeout), {"Accept": "application/json"},
+                        auth)
+        self.couch = Couch(client, server, db)
         self.db = db
         self.hostname = socket.gethostname()
         self.spool = Spool(spool_dir)

@@ -14,6 +14,8 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from ..payload.untrusted import open_to_write
+
 log = logging.getLogger(__name__)
 
 COLUMNS = ("Time", "nprocs", "nthreads", "pss", "rss", "swap", "vmem", "rchar", "read_bytes", "wchar",
@@ -102,7 +104,7 @@ class TreeSampler:
     def _write(self, path: str, mode: str, text: str) -> None:
         """The files are for the log tarball: a full disk (or a vanished work dir) costs them, never the job."""
         try:
-            with open(path, mode, encoding="ascii") as handle:
+            with open_to_write(path, append=mode == "a") as handle:  # never through a payload's symlink
                 handle.write(text)
         except OSError as exc:
             if not self._write_failed:

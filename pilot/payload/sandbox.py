@@ -24,6 +24,7 @@ import tarfile
 from typing import Dict, List, Mapping, Optional
 
 from ..errors import PilotError
+from ..net import download, trust_from
 from ..transfer.surl import mask
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,8 @@ def fetch(url: str, dest: str, ctx) -> None:
     limit = cfg.sandbox_max_mb * 1024 * 1024
     shown = mask(url)[:200]
     if url.startswith(("http://", "https://")):
-        import requests  # lazily: only jobs with a sandbox need it
-
-        try:
-            with requests.get(url, stream=True, timeout=(30, cfg.sandbox_timeout)) as reply:
-                reply.raise_for_status()
-                size = 0
-                with open(dest, "wb") as handle:
-                    for chunk in reply.iter_content(1 << 20):
-                        size += len(chunk)
-                        if size > limit:
-                            raise PilotError(1246, f"sandbox {shown} is larger than {cfg.sandbox_max_mb} MB")
-                        handle.write(chunk)
-        except requests.RequestException as exc:
-            detail = mask(str(exc))[:200]
-            raise PilotError(1246, f"cannot download sandbox {shown}: {detail}") from None
+        download(url, dest, 1246, "sandbox", limit_bytes=limit, timeout=(30, cfg.sandbox_timeout),
+                 trust_=trust_from(ctx), shown=shown)
         return
     if url.startswith("file://") or url.startswith("/"):
         path = url[len("file://"):] if url.startswith("file://") else url

@@ -40,6 +40,7 @@ class ExecuteStage(Stage):
 
             driver = EventServiceDriver(self.ctx, job, self.pipeline.channel)
             job.environment.update(driver.prepare())
+            job.stageout_mode = "log"  # outputs leave per range; the job's own outFiles are made by merge jobs
         argv, env = payload_command(job, self.ctx)
         proc = PayloadProcess(argv, job.workdir, env, os.path.join(job.workdir, cfg.payload.payloadstdout),
                               os.path.join(job.workdir, cfg.payload.payloadstderr), self._cgroup(job))
