@@ -206,7 +206,14 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     channel = make_channel(ctx, source, placement)
     pipeline = Pipeline(ctx, channel)
     pipeline.install_signal_handlers()
-    code = pipeline.run()
+    from .monitor.credentials import start_renewal
+
+    renewer = start_renewal(ctx, channel)  # token/proxy renewal through the server while jobs run
+    try:
+        code = pipeline.run()
+    finally:
+        if renewer:
+            renewer.stop()
     summarize(pipeline, code)
     if ctx.abort_code:
         report.error_code, report.diag = ctx.abort_code, ctx.abort_reason
