@@ -94,11 +94,12 @@ class EventServiceDriver:
         return left - self.cfg.stop_margin
 
     def _time_short(self) -> bool:
+        """Would the ranges in flight plus one more, at the rate so far, end after the time left?"""
         answered = self.counts["finished"] + self.counts["failed"]
         if not answered:
             return self._time_left() <= 0
-        per_range = (time.monotonic() - self.first_sent) / answered * self.lookahead
-        return (len(self.sent) + 1) * per_range / self.lookahead > self._time_left()
+        seconds_per_range = (time.monotonic() - self.first_sent) / answered
+        return (len(self.sent) + 1) * seconds_per_range > self._time_left()
 
     def _feed(self) -> None:
         delay = 1.0
@@ -120,8 +121,13 @@ class EventServiceDriver:
                         delay = min(delay * 2, self.cfg.fetch_retry_max)
                         continue
                     delay = 1.0
-                    self.ready.extend(got)
-                    self.counts["fetched"] += len(got)
+                    with self.cond:
+                        self.counts["fetched"] += len(got)
+                        if self.done:  # finish() gave up waiting for this fetch: settle the late ranges here
+                            for entry in got:
+                                self._report(entry, "failed", 1224, "fetched after the payload had ended")
+                            return
+                        self.ready.extend(got)
                     if not got:
                         self.exhausted = True
             with self.cond:
