@@ -63,7 +63,6 @@ def test_no_option_is_silently_ignored():
     source = _source_text()
     handled = set(options.NOTED) | set(options.REFUSED_UNLESS_DEFAULT) | set(options.LEGACY_SELECTORS)
     handled |= {"workflow", "hpc_mode", "executor_type", "check", "config", "queue"}  # read by main/options
-    handled |= {"pilot_user"}
     unread = [dest for dest in parser_defaults() if dest not in handled and
               not re.search(rf"\.{dest}\b", source)]
     assert unread == []
