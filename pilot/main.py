@@ -196,7 +196,11 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
                   input_dir=os.path.abspath(settings.input_dir) if settings.input_dir else storage,
                   output_dir=os.path.abspath(settings.output_dir) if settings.output_dir else storage)
     lifetime = lifetime_from_env() or float(queuedata.maxtime or settings.lifetime)
-    ctx = Context(config=config, settings=settings, queuedata=queuedata, paths=paths, lifetime=lifetime)
+    from .experiments import experiment
+
+    ctx = Context(config=config, settings=settings, queuedata=queuedata, paths=paths, lifetime=lifetime,
+                  experiment=experiment(settings.pilot_user))
+    log.info("experiment plug-in: %s", ctx.experiment.name)
     if settings.storagedata_url:
         from .transfer.storage import load_storage_data
 
@@ -207,7 +211,14 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     channel = make_channel(ctx, source, placement)
     pipeline = Pipeline(ctx, channel)
     pipeline.install_signal_handlers()
-    code = pipeline.run()
+    from .monitor.credentials import start_renewal
+
+    renewer = start_renewal(ctx, channel)  # token/proxy renewal through the server while jobs run
+    try:
+        code = pipeline.run()
+    finally:
+        if renewer:
+            renewer.stop()
     summarize(pipeline, code)
     if ctx.abort_code:
         report.error_code, report.diag = ctx.abort_code, ctx.abort_reason

@@ -85,7 +85,15 @@ class EventServiceDriver:
 
     # --- feeding --------------------------------------------------------------------------------------------
     def _stopping(self) -> bool:
-        return fired_stop(self.ctx, self.job) is not None or self.done or "softkill" in self.reporter.commands
+        """Stop feeding at once (the payload is being killed or has ended). A server `softkill` only ends the
+        asking: the ranges in flight are finished, then the payload is told "end"."""
+        commands = self.reporter.commands
+        if "softkill" in commands and not self.exhausted:
+            log.info("job %s: server asked for a soft kill: no more event ranges", self.job.jobid)
+            self.exhausted = True
+        if "tobekilled" in commands and not self.job.kill.is_set():
+            self.job.kill.fire(1144, "server command tobekilled (event range update)")
+        return fired_stop(self.ctx, self.job) is not None or self.done
 
     def _time_left(self) -> float:
         left = self.ctx.remaining()
@@ -94,11 +102,12 @@ class EventServiceDriver:
         return left - self.cfg.stop_margin
 
     def _time_short(self) -> bool:
+        """Would the ranges in flight plus one more, at the rate so far, end after the time left?"""
         answered = self.counts["finished"] + self.counts["failed"]
         if not answered:
             return self._time_left() <= 0
-        per_range = (time.monotonic() - self.first_sent) / answered * self.lookahead
-        return (len(self.sent) + 1) * per_range / self.lookahead > self._time_left()
+        seconds_per_range = (time.monotonic() - self.first_sent) / answered
+        return (len(self.sent) + 1) * seconds_per_range > self._time_left()
 
     def _feed(self) -> None:
         delay = 1.0
@@ -120,30 +129,43 @@ class EventServiceDriver:
                         delay = min(delay * 2, self.cfg.fetch_retry_max)
                         continue
                     delay = 1.0
-                    self.ready.extend(got)
-                    self.counts["fetched"] += len(got)
+                    with self.cond:
+                        self.counts["fetched"] += len(got)
+                        if self.done:  # finish() gave up waiting for this fetch: settle the late ranges here
+                            for entry in got:
+                                self._report(entry, "failed", 1224, "fetched after the payload had ended")
+                            return
+                        self.ready.extend(got)
                     if not got:
                         self.exhausted = True
+            messages = []
             with self.cond:
                 while self.ready and len(self.sent) < self.lookahead and not self._stopping():
                     if self.counts["fetched"] and self._time_short() and self.sent:
                         self.exhausted = True
                         break
-                    self._send(self.ready.popleft())
+                    messages.append(self._mark_sent(self.ready.popleft()))
                 if self.exhausted and not self.ready and not self.sent and not self.ended and not self._stopping():
-                    self._write({"type": "end"})
+                    messages.append({"type": "end"})
                     self.ended = True
-                    log.info("job %s: no more event ranges (%d fetched): told the payload to finish",
-                             self.job.jobid, self.counts["fetched"])
-                    return
-                self.cond.wait(5.0)
+            # written outside the lock: a payload slow to read must never stop its answers from being taken
+            for message in messages:
+                self._write(message)
+            if self.ended:
+                log.info("job %s: no more event ranges (%d fetched): told the payload to finish",
+                         self.job.jobid, self.counts["fetched"])
+                return
+            with self.cond:
+                if not self.answers and not self._stopping():
+                    self.cond.wait(5.0)
 
-    def _send(self, entry: Dict[str, Any]) -> None:
+    def _mark_sent(self, entry: Dict[str, Any]) -> Dict[str, Any]:
+        """Under self.cond: `entry` is in flight from now on; the message to write."""
         message = {key: entry.get(key) for key in RANGE_KEYS}
         message["type"] = "range"
         self.sent[entry["eventRangeID"]] = dict(entry, sent_at=time.monotonic())
         self.first_sent = self.first_sent or time.monotonic()
-        self._write(message)
+        return message
 
     def _write(self, message: Dict[str, Any]) -> None:
         os.write(self._fds[RANGES_FIFO], (json.dumps(message) + "\n").encode())
