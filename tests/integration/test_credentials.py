@@ -131,5 +131,5 @@ def test_check_shows_the_token_lifetime(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
                           env=dict(os.environ, OIDC_AUTH_TOKEN=path, OIDC_AUTH_ORIGIN="atlas.production"))
     line = [row for row in done.stdout.splitlines() if row.startswith("token")]
-    assert line and "1.50 h left" in line[0] or "1.49 h left" in line[0], done.stdout
+    assert line and ("1.50 h left" in line[0] or "1.49 h left" in line[0]), done.stdout
     assert "c2lnbmF0dXJlc2VjcmV0" not in done.stdout + done.stderr
