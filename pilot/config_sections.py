@@ -84,6 +84,8 @@ class PilotSection:
     proxy_verification_time: int = period()
     proxy_min_lifetime_start: int = rng(0, 365 * DAY)
     proxy_min_lifetime_running: int = rng(0, 365 * DAY)
+    proxy_renew_before: int = rng(0, 365 * DAY)
+    proxy_role: str = text()
     payload_proxy_from_server: bool = flag()
     disk_space_verification_time: int = period()
     memory_usage_verification_time: int = period()
@@ -220,6 +222,8 @@ class HpcSection:
 @dataclass(frozen=True)
 class TokenSection:
     download_check: int = period()
+    renew_before: int = rng(0, 365 * DAY)
+    client_name: str = text()
 
 
 @dataclass(frozen=True)

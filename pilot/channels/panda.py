@@ -15,7 +15,7 @@ import re
 import shutil
 import socket
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import CredentialsRefused, PilotError
@@ -278,6 +278,30 @@ class PandaChannel(Channel):
             log.warning("GET %s failed: %s", path, exc.message)
             return None
         return proto.decode_reply(response.text) if response.status_code == 200 else None
+
+    def fetch_credential(self, method: str, params: Dict[str, str]) -> Tuple[Optional[str], str]:
+        """GET /api/v1/creds/<method> (get_access_token, get_proxy): (the new token or proxy, "") or (None, why).
+
+        Both answer {"user_proxy": ...} (yes, also for a token). Never logs the credential.
+        """
+        if self.api == "legacy":
+            return None, "the legacy protocol has no credential calls this pilot uses (panda-server < 1.0)"
+        self.requests_sent += 1
+        try:
+            response = self.session.get(f"{self.base}/api/v1/creds/{method}", params=params,
+                                        headers=self._auth_headers(), timeout=self.timeout,
+                                        verify=self.session.verify, cert=self.session.cert)
+        except (self.requests.RequestException, PilotError) as exc:
+            return None, f"{type(exc).__name__}: {_clean(str(exc))}"
+        if response.status_code != 200:
+            return None, f"HTTP {response.status_code}: {_clean(response.text)}"
+        reply = proto.decode_reply(response.text)
+        if not reply.ok:
+            return None, _clean(reply.message) or "refused"
+        value = reply.data.get("user_proxy") if isinstance(reply.data, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            return None, "the answer holds no credential"
+        return value, ""
 
     def commands(self, job: Job) -> Optional[List[str]]:
         """job/get_status (v1 only): the job's status and pending commandToPilot, one primary-key read on the server.
