@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import queue
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -109,14 +109,11 @@ class Job:
     # run-time state, owned by whichever stage holds the job
     state: JobState = JobState.STARTUP
     errors: List[Tuple[int, str]] = field(default_factory=list)
-    updates_sent: int = 0
     final_report: str = ""  # where the channel put the final update (file path or URL)
-    update_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     kill: Trigger = field(default_factory=lambda: Trigger("job kill"), repr=False, compare=False)
-    debug: bool = False  # server asked for debug mode (frequent heartbeats)
-    debug_stdout: str = ""  # output of the last server debug command, sent with the next update
+    # server commands that change the job, queued by the reporter for the owning stage (apply_commands)
+    commands: "queue.SimpleQueue[str]" = field(default_factory=queue.SimpleQueue, repr=False, compare=False)
     keep_workdir: bool = False  # server said nocleanup
-    last_heartbeat: float = 0.0  # time.monotonic() of the last acknowledged update
     memory: Dict[str, int] = field(default_factory=dict)  # maxRSS, avgPSS, totRBYTES... (updateJob names)
     metrics: Dict[str, Any] = field(default_factory=dict)  # jobMetrics key=value pairs
     workdir: str = ""
@@ -135,6 +132,16 @@ class Job:
     @property
     def failed(self) -> bool:
         return bool(self.errors)
+
+    def apply_commands(self) -> None:
+        """Apply the server commands queued for this job (called by the stage that owns it)."""
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if command == "nocleanup":
+                self.keep_workdir = True
 
     def fail(self, code: int, diag: str = "") -> None:
         """Record a failure; the first one recorded is the one reported (as in Pilot 3)."""
@@ -434,7 +441,7 @@ def _es_kind(reader: "_Reader") -> str:
     return ""
 
 
-def _iso_now() -> str:
+def iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
@@ -457,7 +464,7 @@ def file_info(job: Job) -> Dict[str, Dict[str, Any]]:
 def update_dict(job: Job, state: str, static: Dict[str, Any], final: bool,
                 metadata: Optional[str] = None) -> Dict[str, Any]:
     """The updateJob dict (spec pilot3-reference §3.5) for `state`; `static` carries siteName, node, pilotID..."""
-    data: Dict[str, Any] = {"jobId": job.jobid, "state": state, "timestamp": _iso_now(),
+    data: Dict[str, Any] = {"jobId": job.jobid, "state": state, "timestamp": iso_now(),
                             "attemptNr": job.attemptnr, "coreCount": job.corecount}
     data.update({key: value for key, value in static.items() if value not in (None, "")})
     if job.started_at:
@@ -471,8 +478,6 @@ def update_dict(job: Job, state: str, static: Dict[str, Any], final: bool,
     data.update(job.memory)
     metrics = dict(job.metrics, coreCount=job.corecount, **({"nEvents": job.nevents} if job.nevents else {}))
     data["jobMetrics"] = " ".join(f"{key}={value}" for key, value in sorted(metrics.items()))[:500]
-    if job.debug_stdout:
-        data["stdout"] = job.debug_stdout
     if job.errors:
         data["pilotErrorCode"] = job.error_code
         data["pilotErrorDiag"] = job.error_diag

@@ -123,6 +123,7 @@ class LocalChannel(Channel):
         self.report_root = os.path.join(ctx.paths.main, "reports")
         self.max_field = ctx.config.file.max_field_length
         self._served = 0
+        self._updates: Dict[str, int] = {}  # updates written per job: the sequence number in the file name
         self._pending: Deque[Tuple[str, Any]] = deque()
         self._seen: Dict[str, str] = {}  # PandaID -> job file it came from: a second file with it is refused
         self._skipped: Set[str] = set()  # non-regular *.json names already reported
@@ -227,6 +228,8 @@ class LocalChannel(Channel):
         folder = os.path.join(self.report_root, job.jobid)
         os.makedirs(folder, exist_ok=True)
         suffix = ".final" if final else ""
-        path = os.path.join(folder, f"update-{job.updates_sent + 1:03d}-{data['state']}{suffix}.json")
+        number = self._updates.get(job.jobid, 0) + 1
+        self._updates[job.jobid] = number
+        path = os.path.join(folder, f"update-{number:03d}-{data['state']}{suffix}.json")
         write_json_atomic(path, data)
         return Reply(ok=True, where=path)

@@ -37,7 +37,7 @@ class ExecuteStage(Stage):
         monitor.start()
         # the "running" update goes from the heartbeat thread: a slow server must not delay noticing the
         # payload's end or a kill
-        self.pipeline.heartbeat.beat_soon(job)
+        self.reporter.running(job)
         grace = cfg.pilot.kill_grace
         def kill() -> None:
             proc.terminate(grace)

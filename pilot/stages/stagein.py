@@ -19,7 +19,7 @@ class StageInStage(Stage):
 
     def process(self, job: Job) -> None:
         job.state = JobState.STAGEIN
-        self.pipeline.report(job)
+        self.reporter.report(job)
         if job.sandbox:
             from ..payload.sandbox import install_sandbox
 

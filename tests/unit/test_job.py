@@ -458,12 +458,6 @@ def test_job_metrics_are_at_most_500_characters():
     assert len(update_dict(job, "running", {}, final=False)["jobMetrics"]) == 500
 
 
-def test_debug_stdout_is_sent():
-    job = parse_job(dict(BASE))
-    job.debug_stdout = "last lines"
-    assert update_dict(job, "running", {}, final=False)["stdout"] == "last lines"
-
-
 # --- property test: whatever arrives, a 1008 or a reportable job -------------------------------------------
 #
 # Hypothesis' collection and text strategies cost a millisecond or more per example, so 2000 examples of nested

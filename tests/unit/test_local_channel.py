@@ -201,7 +201,6 @@ def test_updates_are_numbered_and_the_final_one_is_marked(tmp_path):
     for state, final in (("starting", False), ("running", False), ("running", False), ("finished", True)):
         data = {"jobId": "3", "state": state, "n": len(sent)}
         reply = channel.update(job, data, final)
-        job.updates_sent += 1
         assert reply.ok and reply.commands == [] and os.path.isfile(reply.where)
         with open(reply.where, encoding="utf-8") as handle:
             assert json.load(handle) == data
