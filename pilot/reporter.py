@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from .channels.base import Channel, Reply
 from .errors import PilotError
-from .job import Job, iso_now, update_dict
+from .job import Job
+from .jobwire import iso_now, update_dict
 from .monitor.heartbeat import DEBUG_VERBS, Heartbeat, run_debug_command
 from .threads import INTERNAL_ERROR, internal_diag
 

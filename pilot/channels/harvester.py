@@ -26,7 +26,8 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl
 
 from ..errors import PilotError
-from ..job import Job, parse_jobs, split_definitions
+from ..job import Job
+from ..jobparser import parse_jobs, split_definitions
 from ..payload.untrusted import read_inside
 from ..threads import guarded
 from .base import Channel, Reply

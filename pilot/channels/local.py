@@ -23,7 +23,8 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Set, Tuple
 
 from ..errors import PilotError
-from ..job import Job, job_id_of, parse_job, parse_jobs, split_definitions
+from ..job import Job
+from ..jobparser import job_id_of, parse_job, parse_jobs, split_definitions
 from ..transfer.checksum import file_checksum
 from .base import Channel, Reply
 

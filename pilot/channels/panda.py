@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional
 
 from .. import __version__
 from ..errors import PilotError
-from ..job import Job, parse_jobs
+from ..job import Job
+from ..jobparser import parse_jobs
 from . import panda_protocol as proto
 from .base import Channel, Reply
 from .spool import Spool, deliver

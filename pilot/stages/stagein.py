@@ -23,7 +23,7 @@ class StageInStage(Stage):
         if job.sandbox:
             from ..payload.sandbox import install_sandbox
 
-            job.environment.update(install_sandbox(job.sandbox, job.workdir, self.ctx, job.raw.get("tokenFields")))
+            job.environment.update(install_sandbox(job.sandbox, job.workdir, self.ctx, job.sandbox_fields))
         if not job.inputs:
             return
         directaccess.apply(self.ctx, job)

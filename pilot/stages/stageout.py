@@ -10,7 +10,8 @@ import os
 import tarfile
 
 from ..errors import PilotError
-from ..job import Job, JobState, check_lfn
+from ..job import Job, JobState
+from ..jobparser import check_lfn
 from ..transfer import destinations
 from ..transfer.base import LOG_ACTIVITIES, STAGEOUT_ACTIVITIES
 from .base import Stage

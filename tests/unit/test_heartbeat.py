@@ -6,7 +6,8 @@ import types
 
 from pilot.channels.base import Reply
 from pilot.config import load_config
-from pilot.job import JobState, parse_job
+from pilot.job import JobState
+from pilot.jobparser import parse_job
 from pilot.monitor.heartbeat import Heartbeat, run_debug_command
 from pilot.reporter import Reporter
 from pilot.trigger import Trigger

@@ -15,7 +15,7 @@ import pytest
 from pilot.channels.local import FAKE_BASE_ID, LocalChannel, fake_job_definition, write_json_atomic
 from pilot.config import load_config
 from pilot.errors import PilotError
-from pilot.job import parse_job
+from pilot.jobparser import parse_job
 from pilot.transfer.checksum import file_checksum
 
 
@@ -142,7 +142,7 @@ def test_harvester_style_documents(tmp_path):
     channel = LocalChannel(make_ctx(tmp_path), str(folder))
     jobs = channel.fetch(1) + channel.fetch(5)
     assert [job.jobid for job in jobs] == ["1001", "1003"]
-    assert jobs[0].jobpars == "-c true" and jobs[0].raw["PandaID"] == "1001"
+    assert jobs[0].jobpars == "-c true" and jobs[0].jobid == "1001"
     assert channel.fetch(1) == []
 
 

@@ -11,7 +11,7 @@ import types
 import psutil
 
 from pilot.config import load_config
-from pilot.job import parse_job
+from pilot.jobparser import parse_job
 from pilot.monitor import checks as c
 from pilot.monitor.jobmonitor import JobMonitor
 from pilot.monitor.sampler import SUMMARY_FILE, TreeSampler, leak_fit, update_fields

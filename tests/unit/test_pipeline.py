@@ -4,7 +4,7 @@ import queue
 import types
 
 from pilot.config import load_config
-from pilot.job import parse_job
+from pilot.jobparser import parse_job
 from pilot.pipeline import connect
 from pilot.stages.base import STOP, Outbox, Stage
 from pilot.trigger import Trigger
