@@ -17,6 +17,7 @@ sys.path.insert(0, TOP)
 from pilot import errors  # noqa: E402
 
 CODE_IN_SOURCE = re.compile(r"(?<![\w.])(1[0-3]\d\d)(?![\w.])")
+CODE_BY_NAME = re.compile(r"\bErrorCode\.([A-Z0-9_]+)\b")
 
 
 def configuration_md() -> str:
@@ -61,6 +62,9 @@ def where_raised() -> dict:
                 code = int(match.group(1))
                 if code in errors.ERRORS:
                     found.setdefault(code, set()).add(module)
+            for match in CODE_BY_NAME.finditer(text):
+                if match.group(1) in errors.CODES:
+                    found.setdefault(errors.CODES[match.group(1)], set()).add(module)
     return found
 
 

@@ -31,7 +31,8 @@ from ..jobparser import parse_jobs, split_definitions
 from ..payload.untrusted import read_inside
 from ..threads import guarded
 from .base import Channel, Reply
-from .local import salvage_jobs, write_json_atomic
+from ..files import write_json_atomic
+from .local import salvage_jobs
 
 log = logging.getLogger(__name__)
 

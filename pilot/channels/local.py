@@ -13,7 +13,6 @@ pilot's main work dir, written under a temporary name and renamed, so a reader n
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Set, Tuple
 
 from ..errors import PilotError
+from ..files import read_regular, write_json_atomic
 from ..job import Job
 from ..jobparser import job_id_of, parse_job, parse_jobs, split_definitions
 from ..transfer.checksum import file_checksum
@@ -36,18 +36,6 @@ FAKE_BASE_ID = 4242000000
 CLAIMED_DIR = ".claimed"  # in local:DIR, one empty-ish file per PandaID ever taken from DIR
 MAX_JOB_FILE = 256 << 20  # a job file larger than this is not read (a definition field is at most 1 MB)
 _PANDAID = re.compile(rb'"PandaID"\s*:\s*"?(\d{1,20})')
-
-
-def _read_regular(path: str, limit: int) -> bytes:
-    """A job file's bytes: opened non-blocking and read only if it is a regular file of at most `limit` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
-        return handle.read(limit + 1)
 
 
 def salvage_jobs(data: bytes, path: str) -> List[Job]:
@@ -65,20 +53,6 @@ def salvage_jobs(data: bytes, path: str) -> List[Job]:
     log.error("job file %s is nested too deeply to be parsed; job(s) %s reported failed", path,
               ", ".join(job.jobid for job in jobs) or "(none named)")
     return jobs
-
-
-def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
-    temp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.lexists(temp):  # never leave a half-written temporary behind
-            os.unlink(temp)
-        raise
 
 
 def fake_job_definition(number: int, storage_dir: str) -> Dict[str, str]:
@@ -195,7 +169,7 @@ class LocalChannel(Channel):
 
     def _read_jobs(self, path: str, name: str) -> List[Tuple[str, Any]]:
         try:
-            data = _read_regular(path, MAX_JOB_FILE)
+            data = read_regular(path, MAX_JOB_FILE)
             document = json.loads(data.decode("utf-8"))
         except RecursionError:  # nested deeper than the parser goes: the ids it names are still reported
             return [(path, job) for job in salvage_jobs(data, path)]

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional
 from ..errors import ERRORS, PilotError
 from ..job import Job
 from ..payload.untrusted import read_inside, tail_inside
-from ..transfer.surl import mask
+from ..masking import mask
 from .base import Channel, Reply
 from .picas_couch import Conflict, Couch, CouchError, Unavailable, read_credentials
 from .picas_token import grid_lrt_code, token_job, views

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..errors import PilotError
-from ..transfer.surl import mask
+from ..masking import mask
 
 log = logging.getLogger(__name__)
 

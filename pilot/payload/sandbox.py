@@ -24,7 +24,7 @@ import tarfile
 from typing import Dict, List, Mapping, Optional
 
 from ..errors import PilotError
-from ..transfer.surl import mask
+from ..masking import mask
 
 log = logging.getLogger(__name__)
 

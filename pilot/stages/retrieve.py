@@ -12,7 +12,7 @@ import logging
 import queue
 import time
 
-from ..channels.spool import backoff_delays
+from ..backoff import backoff_delays
 from ..errors import PilotError
 from ..threads import GuardedThread
 

@@ -14,8 +14,8 @@ from ..job import Job, JobState
 from ..jobparser import check_lfn
 from ..transfer import destinations
 from ..transfer.base import LOG_ACTIVITIES, STAGEOUT_ACTIVITIES
+from ..transfer.jobfiles import transfer_files
 from .base import Stage
-from .stagein import transfer_files
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from pilot.channels.local import FAKE_BASE_ID, LocalChannel, fake_job_definition, write_json_atomic
+from pilot.channels.local import FAKE_BASE_ID, LocalChannel, fake_job_definition
+from pilot.files import write_json_atomic
 from pilot.config import load_config
 from pilot.errors import PilotError
 from pilot.jobparser import parse_job
