@@ -91,6 +91,16 @@ class Context:
             return self.abort.fired_at + self.config.pilot.abort_grace - 2.0
         return self.started_mono + self.lifetime
 
+    def stageout_deadline(self, share: float = 2 / 3) -> float:
+        """time.monotonic() by which stage-out stops after an abort: `share` of the abort grace (the log tarball
+        stops reading at a third, transfers at two thirds), so the rest is left for the final report."""
+        if self.abort.is_set():
+            return self.abort.fired_at + self.config.pilot.abort_grace * share
+        return float("inf")
+
+    def log_tarball_deadline(self) -> float:
+        return self.stageout_deadline(1 / 3)
+
     def on_abort(self, callback: Callable[[], None]):
         """Context manager: run `callback` if the pilot aborts while inside the block."""
         return self.abort.on_fire(callback)

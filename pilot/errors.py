@@ -246,7 +246,10 @@ def format_diag(code: int, detail: str = "") -> str:
 
 
 class PilotError(Exception):
-    """A failure with a PanDA pilot error code; `diag` is the short text sent to the server."""
+    """A failure with a PanDA pilot error code; `diag` is the short text sent to the server. `retry` False: asking
+    again cannot help (the caller gives up at once instead of backing off)."""
+
+    retry = True
 
     def __init__(self, code: int, diag: str = ""):
         if code not in ERRORS:
@@ -254,3 +257,16 @@ class PilotError(Exception):
         self.code = ErrorCode(code)
         self.diag = format_diag(code, diag)
         super().__init__(f"{code} {name(code)}: {self.diag}")
+
+
+class CredentialsRefused(PilotError):
+    """A server refused the pilot's token or proxy (HTTP 401/403, or a reply saying the role is missing).
+
+    1163 NOPROXY ("Grid proxy not valid", shell exit 68): Pilot 3's code for unusable credentials; there is no
+    separate one for tokens. Never retried with the same credentials.
+    """
+
+    retry = False
+
+    def __init__(self, diag: str):
+        super().__init__(1163, diag)

@@ -100,7 +100,8 @@ class Job:
     exe_error_code: int = 0
     exe_error_diag: str = ""
     pid: int = 0
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the payload tree: live while it runs (monitor), then the final figure
+    mean_cores: float = 0.0  # cores kept busy on average (meanCoreCount)
     nevents: int = 0
     started_at: float = 0.0
     ended_at: float = 0.0

@@ -7,6 +7,7 @@ import time
 from typing import Any, Dict, Optional
 
 from .job import Job
+from .monitor.cpuinfo import node_cpu
 
 
 def iso_now() -> str:
@@ -37,10 +38,11 @@ def update_dict(job: Job, state: str, static: Dict[str, Any], final: bool,
     data.update({key: value for key, value in static.items() if value not in (None, "")})
     if job.started_at:
         data["startTime"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(job.started_at))
+    data.update(node_cpu())  # cpuConsumptionUnit "s+<model>", cpuConversionFactor, cpuArchitectureLevel
     if job.cpu_seconds:
         data["cpuConsumptionTime"] = int(job.cpu_seconds) if job.cpu_seconds < 1e9 else -1
-        data["cpuConsumptionUnit"] = "s"
-        data["cpuConversionFactor"] = 1.0
+    if job.mean_cores:
+        data["meanCoreCount"] = job.mean_cores
     if job.nevents:
         data["nEvents"] = job.nevents
     data.update(job.memory)

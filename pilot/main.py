@@ -75,6 +75,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class QuietFileHandler(logging.FileHandler):
+    """pilotlog.txt: a full disk costs log lines (said once on stderr), never a traceback per record."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"pilot: cannot write {self.baseFilename}: {sys.exc_info()[1]} (later lines only on stderr)",
+                  file=sys.stderr)
+
+
 def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt: str = "text") -> None:
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
@@ -83,7 +95,7 @@ def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt:
         formatter.converter = time.gmtime
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if to_file:
-        handlers.append(logging.FileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
+        handlers.append(QuietFileHandler(os.path.join(main_dir, filename), mode="a", encoding="utf-8"))
     root = logging.getLogger()
     for handler in handlers:
         handler.setFormatter(formatter)
@@ -131,6 +143,7 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
                                cache_path=None if os.path.samefile(main_dir, os.getcwd()) else copy,
                                sources=queuedata_sources(settings, config, main_dir))
     verify_proxy_at_start(settings, config)
+    verify_cvmfs_at_start(settings, config, queuedata)
     source = job_source(settings)
     storage = os.path.join(main_dir, "storage")
     placement = None
@@ -192,6 +205,17 @@ def check_dependencies() -> None:
     if missing:
         raise PilotError(1342, f"Python module(s) {', '.join(missing)} missing in {sys.executable}: install "
                                f"them (pip install -r requirements.txt) or run the pilot with another Python")
+
+
+def verify_cvmfs_at_start(settings: Settings, config, queuedata) -> None:
+    """CVMFS the queue needs must be there and fresh before a job is asked for (1377, exit 64, as Pilot 3)."""
+    from .monitor import cvmfs
+
+    if not cvmfs.wanted(settings, config, queuedata):
+        return
+    problem = cvmfs.check_node(config)
+    if problem:
+        raise PilotError(*problem)
 
 
 def verify_proxy_at_start(settings: Settings, config) -> None:

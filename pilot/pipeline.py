@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 from .channels.base import Channel
 from .errors import shell_exit_code
 from .job import Job
+from .monitor.features import ShutdownWatch
 from .reporter import Reporter
 from .stages.base import STOP, Outbox, Stage
 from .stages.execute import ExecuteStage
@@ -58,6 +59,7 @@ class Pipeline:
                                                                         StageOutStage, FinalizeStage)]
         self.by_name: Dict[str, Stage] = {stage.name_: stage for stage in self.stages}
         self.retrieve = RetrieveThread(ctx, channel, self.stages[0].inbox)
+        self.shutdown = ShutdownWatch(ctx, ctx.config.pilot.features_check)
         self.finished_jobs: List[Job] = []
         connect(self.stages, _Finished(self))
 
@@ -75,6 +77,7 @@ class Pipeline:
 
     def run(self) -> int:
         """Run until every job is finalized (or the abort grace runs out); return the pilot's exit code."""
+        self.shutdown.poll()  # before the first job request: a node about to go takes no job
         for stage in self.stages:
             stage.start()
         self.retrieve.start()
@@ -92,21 +95,33 @@ class Pipeline:
     def _supervise(self) -> Optional[float]:
         """Wait for the end of the last job, a signal, an abort or the lifetime; the grace deadline if one ran."""
         grace_deadline: Optional[float] = None
-        lifetime_deadline = self.ctx.lifetime - self.ctx.config.pilot.lifetime_margin
+        shutdown = self.shutdown
         while True:
+            shutdown.poll()  # an announced node shutdown cuts the lifetime (looked at once a minute, as Pilot 3)
             now = self.ctx.elapsed()
+            looking = False  # this wait ends only for the next look at the machine/job features
             if grace_deadline is not None:
                 timeout = max(0.0, grace_deadline - now)
             else:
-                timeout = max(0.0, lifetime_deadline - now)
+                timeout = max(0.0, self.ctx.lifetime - self.ctx.config.pilot.lifetime_margin - now)
+                look = shutdown.wait_limit()
+                if look is not None and look < timeout:
+                    timeout, looking = look, True
             try:
                 kind, value = self.control.get(timeout=timeout)
             except queue.Empty:
+                if looking:
+                    continue
                 if grace_deadline is not None:
                     log.error("abort grace of %d s over: exiting with jobs still in the pipeline",
                               self.ctx.config.pilot.abort_grace)
                     break
-                self.ctx.request_abort(1213, f"pilot lifetime of {self.ctx.lifetime:.0f} s is nearly over")
+                if shutdown.announced:
+                    when, where = shutdown.announced
+                    self.ctx.request_abort(1213, f"node shutdown announced in {where} for "
+                                                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC")
+                else:
+                    self.ctx.request_abort(1213, f"pilot lifetime of {self.ctx.lifetime:.0f} s is nearly over")
                 grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
                 continue
             if kind == "done":

@@ -54,7 +54,7 @@ class Reporter:
         self._static = ctx.static_update_fields()
         self._records: Dict[str, _Record] = {}
         self._lock = threading.Lock()
-        self.heartbeat = Heartbeat(ctx, self._beat, self._interval, self._beat_failed)
+        self.heartbeat = Heartbeat(ctx, self._beat, self._interval, self._beat_failed, self._check)
 
     # --- called by the owner of the job ----------------------------------------------------------------------
     def report(self, job: Job, final: bool = False, metadata: Optional[str] = None) -> Optional[Reply]:
@@ -147,6 +147,18 @@ class Reporter:
         if silent > self.ctx.config.pilot.lost_heartbeat and not record.job.kill.is_set():
             # the server has declared this job lost long ago: stop wasting the slot on it
             record.job.kill.fire(1317, f"no update of job {jobid} acknowledged for {silent:.0f} s (lost heartbeat)")
+
+    def _check(self, jobid: str) -> None:
+        """From the heartbeat thread, between heartbeats: the job's pending server commands, without an update."""
+        with self._lock:
+            record = self._records.get(jobid)
+        if record is None or record.final or record.job.kill.is_set():
+            return  # already being stopped: the server is not asked again
+        started = time.monotonic()
+        commands = self.channel.commands(record.job)
+        if commands:
+            log.info("job %s: command check found %s (%.2f s)", jobid, ",".join(commands), time.monotonic() - started)
+            self._apply(record, commands)
 
     def _beat_failed(self, jobid: str, exc: Exception) -> None:
         with self._lock:

@@ -81,6 +81,7 @@ def gather(settings, config) -> List[Row]:
         elif path:
             rows.append(Row(f"container {runtime}", path, blocking=False))
     rows += _credentials(settings, config)
+    rows += _node(settings, config, queue)
     if settings.url or os.environ.get("PANDA_SERVER_URL"):
         rows.append(_server(settings, config))
     return rows
@@ -103,6 +104,28 @@ def _credentials(settings, config) -> List[Row]:
         token_path = token if os.path.isabs(token) else os.path.join(folder, token)
         readable = os.access(token_path, os.R_OK)
         rows.append(Row("token", token_path if readable else f"{token_path} not readable", readable, 1163))
+    return rows
+
+
+def _node(settings, config, queue) -> List[Row]:
+    """CVMFS (when the queue needs it) and an announced shutdown (machine/job features)."""
+    import time
+
+    from .monitor import cvmfs
+    from .monitor.features import shutdown_time
+
+    rows = []
+    if cvmfs.wanted(settings, config, queue):
+        problem = cvmfs.check_node(config)
+        repos = ", ".join(cvmfs.repositories(config)) or config.pilot.cvmfs_root
+        rows.append(Row("CVMFS", problem[1] if problem else f"{repos}: available", not problem,
+                        problem[0] if problem else 0))
+    announced = shutdown_time()
+    if announced:
+        when, where = announced
+        left = when - time.time() - config.pilot.shutdown_margin
+        rows.append(Row("node shutdown", f"{where}: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC, "
+                                         f"{max(0.0, left):.0f} s usable", left >= config.pilot.min_job_time, 1213))
     return rows
 
 

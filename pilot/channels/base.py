@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..job import Job
 
@@ -21,6 +21,9 @@ class Channel:
     """Chosen by name from pilot.registry.CHANNELS (--job-source NAME[:ADDRESS]) and made with `open`."""
 
     name = "base"
+    # True when an empty fetch may be followed by work later (a server queue): a multi-job pilot then asks again
+    # with back-off while its time floor lasts; False when empty means done (a directory of job files)
+    retry_when_empty = False
 
     @classmethod
     def open(cls, ctx, address: str = "", placement=None) -> "Channel":
@@ -47,6 +50,11 @@ class Channel:
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
         """Deliver one update of `job` (`data` is the updateJob dict)."""
         raise NotImplementedError
+
+    def commands(self, job: Job) -> Optional[List[str]]:
+        """The server's pending commands for a running job, asked without sending an update (a light check between
+        heartbeats, so a kill does not wait for the next one). None: this channel has no such check."""
+        return None
 
     def close(self) -> None:
         """Release resources; called once when the pipeline has stopped."""

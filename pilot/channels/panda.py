@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import time
 from typing import Any, Dict, List, Optional
 
 from .. import __version__
-from ..errors import PilotError
+from ..errors import CredentialsRefused, PilotError
 from ..job import Job
 from ..jobparser import parse_jobs
 from . import panda_protocol as proto
 from .base import Channel, Reply
-from .spool import Spool, deliver
+from .spool import Spool, deliver_final
 
 log = logging.getLogger(__name__)
 
+# commands acted on from a command check between heartbeats (the others wait for the heartbeat reply)
+KILL_COMMANDS = ("tobekilled", "softkill", "debug")
 LABEL_BY_VERSION_TAG = {("RC", "rc_test2"): "rc_test2", ("RCM", "ptest"): "rcm_test2", ("ALRB", None): "rc_alrb"}
 
 
@@ -54,6 +57,7 @@ def _token_path() -> Optional[str]:
 
 class PandaChannel(Channel):
     name = "panda"
+    retry_when_empty = True
 
     @classmethod
     def open(cls, ctx, address: str = "", placement=None) -> "PandaChannel":
@@ -83,6 +87,8 @@ class PandaChannel(Channel):
                                      "User-Agent": f"pilot/{__version__}"})
         self._setup_auth()
         self.requests_sent = 0
+        self.last_task_id = 0  # the previous job's task, for --allow-same-user
+        self.jobs_received = 0  # a follow-up request (time floor) must say how much lifetime is left
 
     # --- transport --------------------------------------------------------------------------------------------
     def _setup_auth(self) -> None:
@@ -135,21 +141,37 @@ class PandaChannel(Channel):
         if response.status_code in (403, 404) and path.startswith("/api/") and self.api == "auto" and (
                 response.status_code == 404 or "forbidden" in response.text.lower()):
             raise _UseLegacy(f"HTTP {response.status_code}: {response.text[:120]}")
-        if response.status_code >= 500 or response.status_code in (403, 408, 429):
+        if response.status_code in (401, 403):  # our token or proxy is refused: asking again will not change that
+            raise CredentialsRefused(f"{self.base} refused the pilot's {self._credential()} "
+                                     f"(HTTP {response.status_code}: {_clean(response.text)})")
+        if response.status_code >= 500 or response.status_code in (408, 429):
             log.warning("POST %s: HTTP %d %s", url, response.status_code, response.text[:200].strip())
             return None
         if response.status_code != 200:
             return proto.ServerReply(ok=False, message=f"HTTP {response.status_code}: {response.text[:200]}")
         reply = proto.decode_reply(response.text)
+        if not reply.ok and proto.is_role_refusal(reply.message):
+            raise CredentialsRefused(f"{self.base} refused the pilot's {self._credential()}: {_clean(reply.message)}")
         if reply.status_code == -1:  # truncated or corrupt: the answer was lost on the way, like a dropped connection
             log.warning("POST %s: %s", url, reply.message)
             return None
         return reply
 
+    def _credential(self) -> str:
+        if self.token_file:
+            return f"token ({self.token_file}, origin {self.origin})"
+        return f"X509 proxy ({self.session.cert[0]})" if self.session.cert else "anonymous request (no token, no proxy)"
+
     def _call(self, method: str, v1_body: Dict[str, Any], legacy_method: str, legacy_form: Dict[str, str]):
+        return self.api_call(f"pilot/{method}", v1_body, legacy_method, legacy_form)
+
+    def api_call(self, v1_path: str, v1_body: Dict[str, Any], legacy_method: str,
+                 legacy_form: Dict[str, str]) -> Optional[proto.ServerReply]:
+        """POST /api/v1/<v1_path> (e.g. "event/acquire_event_ranges"), or the legacy /server/panda/<method> when
+        the server does not speak v1; None for a transient failure (see _post)."""
         if self.api != "legacy":
             try:
-                return self._post(f"/api/v1/pilot/{method}", json_body=v1_body)
+                return self._post(f"/api/v1/{v1_path}", json_body=v1_body)
             except _UseLegacy as exc:
                 log.warning("server does not speak /api/v1 (%s): switching to the legacy protocol", exc)
                 self.api = "legacy"
@@ -169,8 +191,13 @@ class PandaChannel(Channel):
         params: Dict[str, Any] = {
             "site_name": ctx.queuedata.resource or settings.queue, "computing_element": settings.queue,
             "prod_source_label": label, "node": socket.gethostname(), "memory": int(memory),
-            "disk_space": int(free_mb), "n_jobs": n_jobs, "remaining_time": int(max(0, ctx.remaining())),
+            "disk_space": int(free_mb), "n_jobs": n_jobs,
         }
+        if self.jobs_received:
+            # only for a follow-up job under the time floor: the server then takes only jobs with maxWalltime <=
+            # remaining_time. On the first request it would hide every job as long as the queue's maxtime (the
+            # lifetime already started ticking), as Pilot 3 never sends it there either.
+            params["remaining_time"] = int(max(1, ctx.remaining()))
         optional = {"resource_type": settings.resource_type, "job_type": settings.jobtype,
                     "harvester_id": os.environ.get("HARVESTER_ID", ""),
                     "scheduler_id": os.environ.get("PANDA_JSID", "")}
@@ -178,11 +205,23 @@ class PandaChannel(Channel):
         worker = os.environ.get("HARVESTER_WORKER_ID", "")
         if worker.isdigit():
             params["worker_id"] = int(worker)
+        if settings.allow_same_user and self.last_task_id:  # Pilot 3: later jobs of a multi-job pilot from the
+            params["task_id"] = self.last_task_id       # same task (Harvester passes --allow-same-user=False)
         return params
+
+    def legacy_selectors(self) -> Dict[str, str]:
+        """countryGroup/workingGroup/allowOtherCountry: only legacy getJob of servers before 1.0 knows them."""
+        settings = self.ctx.settings
+        form = {"countryGroup": settings.country_group, "workingGroup": settings.working_group}
+        form = {key: value for key, value in form.items() if value}
+        if settings.allow_other_country:
+            form["allowOtherCountry"] = "True"
+        return form
 
     def fetch(self, max_jobs: int = 1) -> List[Job]:
         params = self.acquire_params(max_jobs)
-        reply = self._call("acquire_jobs", params, "getJob", proto.legacy_acquire_form(params))
+        form = dict(proto.legacy_acquire_form(params), **self.legacy_selectors())
+        reply = self._call("acquire_jobs", params, "getJob", form)
         if reply is None:
             raise PilotError(1318, f"no answer from {self.base} to acquire_jobs")
         if proto.is_no_jobs(reply):
@@ -190,7 +229,12 @@ class PandaChannel(Channel):
             return []
         if not reply.ok:
             raise PilotError(1318, f"acquire_jobs refused: {reply.message or reply.status_code}")
-        return parse_jobs(reply.jobs, self.ctx.config.file.max_field_length, "acquire_jobs reply")
+        jobs = parse_jobs(reply.jobs, self.ctx.config.file.max_field_length, "acquire_jobs reply")
+        for job in jobs:
+            if job.taskid.isdigit():
+                self.last_task_id = int(job.taskid)
+        self.jobs_received += len(jobs)
+        return jobs
 
     # --- updates ----------------------------------------------------------------------------------------------
     def _send_update(self, data: Dict[str, Any]) -> Optional[Reply]:
@@ -206,39 +250,25 @@ class PandaChannel(Channel):
         return Reply(ok=True, commands=reply.commands, where=f"{self.base} (update_job)")
 
     def update(self, job: Job, data: Dict[str, Any], final: bool) -> Reply:
-        path = self.spool.write(job.jobid, data, final)
+        try:
+            path: Optional[str] = self.spool.write(job.jobid, data, final)
+        except OSError as exc:  # a full disk: the update goes out all the same, without a copy for a next pilot
+            log.error("job %s: update not spooled (%s): sending it without a spool copy", job.jobid, exc)
+            path = None
         if not final:
-            result = self._send_update(data)
-            self.spool.remove(path)
+            try:
+                result = self._send_update(data)
+            except CredentialsRefused as exc:  # the job runs on; a renewed token may be taken for the next one
+                log.error("heartbeat of job %s: %s", job.jobid, exc.diag)
+                result = None
+            finally:
+                if path:
+                    self.spool.remove(path)
             return result if result is not None else Reply(ok=False, where=self.base)
         return self._deliver_final(path, data, f"final update of job {job.jobid}")
 
-    def _deliver_final(self, path: str, data: Dict[str, Any], what: str) -> Reply:
-        cfg, ctx = self.ctx.config.pilot, self.ctx
-        outcome: Dict[str, Reply] = {}
-
-        def send() -> Optional[bool]:
-            result = self._send_update(data)
-            if result is None:
-                return None
-            outcome["reply"] = result
-            return result.ok
-
-        def wait(seconds: float) -> None:
-            if ctx.abort.is_set():
-                time.sleep(seconds)
-            else:
-                ctx.abort.wait(seconds)  # an abort shortens the deadline: wake up to re-read it
-
-        deliver(send, ctx.delivery_deadline, cfg.update_retry_initial, cfg.update_retry_max, wait, what)
-        reply = outcome.get("reply")
-        if reply is None:  # never answered: stays in the spool for the next pilot or --replay-spool
-            return Reply(ok=False, where=f"spooled in {path}")
-        if reply.ok:
-            self.spool.remove(path)
-        else:  # refused for good: keep it for a human, out of the replay set
-            os.replace(path, path + ".refused")
-        return reply
+    def _deliver_final(self, path: Optional[str], data: Dict[str, Any], what: str) -> Reply:
+        return deliver_final(self.ctx, path, lambda: self._send_update(data), what)
 
     def replay(self, directory: str) -> int:
         """Send spooled final updates left by an earlier pilot; returns how many were acknowledged."""
@@ -262,6 +292,32 @@ class PandaChannel(Channel):
             log.warning("GET %s failed: %s", path, exc)
             return None
         return proto.decode_reply(response.text) if response.status_code == 200 else None
+
+    def commands(self, job: Job) -> Optional[List[str]]:
+        """job/get_status (v1 only): the job's status and pending commandToPilot, one primary-key read on the server.
+
+        Only kill-type commands are taken from here (KILL_COMMANDS); the rest (debug commands with their output)
+        stay with the heartbeat. A job the server does not know ("unknown") is left to the next heartbeat.
+        """
+        if self.api == "legacy":
+            return None
+        self.requests_sent += 1
+        url = f"{self.base}/api/v1/job/get_status"
+        try:
+            response = self.session.get(url, params={"job_ids": int(job.jobid)}, headers=self._auth_headers(),
+                                        timeout=self.timeout, verify=self.session.verify, cert=self.session.cert)
+        except (self.requests.RequestException, ValueError, PilotError) as exc:
+            log.info("command check of job %s failed: %s", job.jobid, exc)
+            return []
+        reply = proto.decode_reply(response.text) if response.status_code == 200 else None
+        if reply is None or not reply.ok or not isinstance(reply.data, list) or not reply.data or \
+                not isinstance(reply.data[0], dict):
+            log.info("command check of job %s: no usable answer (HTTP %d)", job.jobid, response.status_code)
+            return []
+        entry = reply.data[0]
+        if entry.get("status") in (None, "unknown"):
+            return []
+        return [command for command in proto.split_commands(entry.get("command")) if command in KILL_COMMANDS]
 
     def worker_status(self, status: str) -> None:
         """update_worker_status started/finished, for Harvester-submitted pilots (HARVESTER_ID and _WORKER_ID)."""
@@ -304,6 +360,11 @@ class PandaChannel(Channel):
 
 class _UseLegacy(Exception):
     pass
+
+
+def _clean(text: str) -> str:
+    """A server's refusal text for a log line or a diagnostic: one line, short, no bearer token echoed back."""
+    return re.sub(r"(?i)(bearer\s+)\S+", r"\1***", " ".join(text.split()))[:160]
 
 
 def _cpu_model() -> str:

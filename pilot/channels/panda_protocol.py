@@ -23,7 +23,7 @@ UPDATE_FIELDS: Dict[str, tuple] = {
     "cpuConsumptionTime": ("cpu_consumption_time", int), "cpuConsumptionUnit": ("cpu_consumption_unit", str),
     "cpuConversionFactor": ("cpu_conversion_factor", float),
     "cpuArchitectureLevel": ("cpu_architecture_level", str), "coreCount": ("core_count", int),
-    "meanCoreCount": ("mean_core_count", float), "startTime": ("start_time", str), "endTime": ("end_time", str),
+    "meanCoreCount": ("mean_core_count", "cores"), "startTime": ("start_time", str), "endTime": ("end_time", str),
     "nEvents": ("n_events", int), "nInputFiles": ("n_input_files", int), "jobMetrics": ("job_metrics", str),
     "jobSubStatus": ("job_sub_status", str), "pilotTiming": ("pilot_timing", str),
     "maxRSS": ("max_rss", int), "maxVMEM": ("max_vmem", int), "maxSWAP": ("max_swap", int),
@@ -59,10 +59,18 @@ class ServerReply:
     commands: List[str] = field(default_factory=list)
 
 
-def _cast(value: Any, kind: type) -> Any:
+def _whole_cores(value: Any) -> int:
+    """v1 update_job takes mean_core_count as an int (1.0.4 refuses a float): rounded, and 1 for any busy payload."""
+    cores = float(value)
+    return max(1, int(round(cores))) if cores > 0 else 0
+
+
+def _cast(value: Any, kind: Any) -> Any:
     if value is None:
         return None
     try:
+        if kind == "cores":
+            return _whole_cores(value)
         if kind is int:
             return int(value) if not isinstance(value, float) else int(round(value))
         if kind is float:
@@ -170,6 +178,15 @@ def decode_reply(text: str) -> ServerReply:
             reply.message = reply.message or "No jobs in PanDA"
         return reply
     return ServerReply(ok=False, message=f"unexpected reply {text.strip()[:200]!r}")
+
+
+# v1 replies (HTTP 200, success false) of a server that knows who we are but not as a pilot (spec A.4)
+ROLE_REFUSALS = ("production or pilot role required", "no production/pilot role", "ssl secure connection is required")
+
+
+def is_role_refusal(message: str) -> bool:
+    text = (message or "").lower()
+    return any(refusal in text for refusal in ROLE_REFUSALS)
 
 
 def is_no_jobs(reply: ServerReply) -> bool:

@@ -27,18 +27,22 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import ERRORS, PilotError
+from ..errors import ERRORS, CredentialsRefused, PilotError
 from ..job import Job
 from ..payload.untrusted import read_inside, tail_inside
 from ..masking import mask
 from .base import Channel, Reply
 from .picas_couch import Conflict, Couch, CouchError, Unavailable, read_credentials
 from .picas_token import grid_lrt_code, token_job, views
-from .spool import Spool, deliver, pending_in
+from .spool import Spool, deliver_final, pending_in
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_STATUS = {"starting": "downloading", "running": "running"}
+# what a running update carries that a PiCaS user reads on the token: the same usage the PanDA channel reports
+PROGRESS_KEYS = ("startTime", "cpuConsumptionTime", "meanCoreCount", "coreCount", "maxRSS", "maxPSS", "maxVMEM",
+                 "maxSWAP", "avgRSS", "avgPSS", "avgVMEM", "avgSWAP", "totRCHAR", "totWCHAR", "totRBYTES",
+                 "totWBYTES", "rateRCHAR", "rateWCHAR", "rateRBYTES", "rateWBYTES", "nEvents")
 
 
 @dataclass
@@ -121,8 +125,10 @@ class PicasChannel(Channel):
         except Unavailable as exc:
             raise PilotError(1318, f"PiCaS server unavailable: {exc.message}") from None
         except CouchError as exc:
-            hint = " (check PICAS_USER/PICAS_PASSWORD)" if exc.status in (401, 403) else ""
-            raise PilotError(1318, f"PiCaS refused: {exc.message}{hint}") from None
+            if exc.status in (401, 403):
+                raise CredentialsRefused(f"PiCaS refused our credentials: {exc.message} (check PICAS_USER/"
+                                         f"PICAS_PASSWORD)") from None
+            raise PilotError(1318, f"PiCaS refused: {exc.message}") from None
 
     def _claim_one(self) -> Optional[Job]:
         for _ in range(max(1, int(self.cfg.claim_attempts))):
@@ -243,7 +249,7 @@ class PicasChannel(Channel):
         token["heartbeat"] = now
         token.setdefault("start_time", now)
         progress = {"state": data.get("state"), "time": data.get("timestamp")}
-        for key in ("cpuConsumptionTime", "maxRSS", "maxPSS", "nEvents", "startTime"):
+        for key in PROGRESS_KEYS:
             if key in data:
                 progress[key] = data[key]
         token["progress"] = progress
@@ -312,31 +318,13 @@ class PicasChannel(Channel):
         raise Unavailable(409, f"attaching the log to {claim.token_id}: too many conflicts")
 
     def _deliver_final(self, path: str, record: Dict[str, Any], what: str) -> Reply:
-        ctx = self.ctx
-        outcome: Dict[str, bool] = {}
-
-        def send() -> Optional[bool]:
-            result = self._send_final(record)
-            if result is not None:
-                outcome["ok"] = result
-            return result
-
-        def wait(seconds: float) -> None:
-            if ctx.abort.is_set():
-                time.sleep(seconds)
-            else:
-                ctx.abort.wait(seconds)
-
-        deliver(send, ctx.delivery_deadline, ctx.config.pilot.update_retry_initial,
-                ctx.config.pilot.update_retry_max, wait, what)
         where = f"{mask(self.couch.base)}/{record['_picas']['token']}"
-        if "ok" not in outcome:
-            return Reply(ok=False, where=f"spooled in {path}")
-        if outcome["ok"]:
-            self.spool.remove(path)
-            return Reply(ok=True, where=where)
-        os.replace(path, path + ".refused")
-        return Reply(ok=False, where=where)
+
+        def send() -> Optional[Reply]:
+            result = self._send_final(record)
+            return None if result is None else Reply(ok=result, where=where)
+
+        return deliver_final(self.ctx, path, send, what)
 
     def replay(self, directory: str) -> int:
         """Deliver final token updates an earlier pilot spooled; returns how many were written."""

@@ -16,6 +16,8 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..backoff import backoff_delays
+from ..errors import CredentialsRefused
+from .base import Reply
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,15 @@ class Spool:
         record = {"job_id": job_id, "final": final, "created": time.time(), "data": data}
         temp = path + ".tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(record, handle, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)  # never a half-written record (a full disk): the caller decides what to do
+            raise
         return path
 
     @staticmethod
@@ -96,3 +102,43 @@ def deliver(send: Callable[[], Optional[bool]], deadline: Callable[[], float], i
                     left)
         wait(pause)
     return False  # pragma: no cover - backoff_delays never ends
+
+
+def deliver_final(ctx, path: Optional[str], send: Callable[[], Optional[Reply]], what: str) -> Reply:
+    """Deliver the final update spooled in `path`, for every channel: `send()` makes one attempt and returns None
+    (transient failure: retried with back-off until ctx's delivery deadline), Reply(ok=True) (acknowledged: the
+    file goes) or Reply(ok=False) (refused for good: kept as <path>.refused for a human, out of the replay set).
+
+    Unanswered, or refused credentials (CredentialsRefused: retrying with the same token or proxy is pointless),
+    the file stays in the spool for the next pilot in this work dir or --replay-spool. `path` None: the update
+    could not be spooled (a full disk) and is only sent.
+    """
+    cfg = ctx.config.pilot
+    outcome: Dict[str, Reply] = {}
+
+    def attempt() -> Optional[bool]:
+        reply = send()
+        if reply is None:
+            return None
+        outcome["reply"] = reply
+        return reply.ok
+
+    def wait(seconds: float) -> None:
+        if ctx.abort.is_set():
+            time.sleep(seconds)
+        else:
+            ctx.abort.wait(seconds)  # an abort shortens the deadline: wake up to re-read it
+
+    try:
+        deliver(attempt, ctx.delivery_deadline, cfg.update_retry_initial, cfg.update_retry_max, wait, what)
+    except CredentialsRefused as exc:
+        log.error("%s: %s; left in %s for a pilot with valid credentials (or --replay-spool)", what, exc.diag, path)
+        return Reply(ok=False, where=f"spooled in {path}")
+    reply = outcome.get("reply")
+    if reply is None:
+        return Reply(ok=False, where=f"spooled in {path}" if path else "not delivered, not spooled")
+    if path and reply.ok:
+        Spool.remove(path)
+    elif path:
+        os.replace(path, path + ".refused")
+    return reply

@@ -22,7 +22,8 @@ LOOPING_IGNORE = ("memory_monitor_output.txt", "memory_monitor_summary.json", "p
 
 @dataclass
 class WorkdirScan:
-    total_bytes: int = 0
+    total_bytes: int = 0  # on disk (blocks)
+    apparent_bytes: int = 0  # as the files say (a sparse file of holes counts in full: it would be tarred so)
     newest_mtime: float = 0.0  # of files not in the ignore list
     sizes: Dict[str, int] = field(default_factory=dict)  # top-level regular files
 
@@ -47,6 +48,7 @@ class WorkdirScan:
                 except OSError:
                     continue
                 scan.total_bytes += info.st_blocks * 512 if info.st_blocks else info.st_size
+                scan.apparent_bytes += info.st_size
                 if folder == root:
                     scan.sizes[entry.name] = info.st_size
                 if entry.name not in LOOPING_IGNORE and not entry.name.endswith(".py"):
@@ -107,6 +109,22 @@ class MemoryCheck(Check):
         return None
 
 
+DISK_FULL_BYTES = 16 << 20  # below this much free space a disk is full: reports and log files may not fit
+
+
+def free_bytes(path: str) -> int:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def disk_full(path: str) -> bool:
+    """Less than DISK_FULL_BYTES free for the pilot where `path` is (an unreadable disk is not called full)."""
+    try:
+        return free_bytes(path) < DISK_FULL_BYTES
+    except OSError:
+        return False
+
+
 class DiskSpaceCheck(Check):
     name = "disk space"
 
@@ -129,8 +147,10 @@ class WorkdirSizeCheck(Check):
             max_mb = max_mb / qd.corecount
         grace = float(qd.params.get("pilot_maxwdir_grace", 1.2) or 1.2)
         limit = int(max_mb * 1024 * 1024 * grace)
-        if state.scan and state.scan.total_bytes > limit:
-            return 1104, f"work dir is {state.scan.total_bytes // (1 << 20)} MB (limit {limit // (1 << 20)} MB)"
+        size = max(state.scan.total_bytes, state.scan.apparent_bytes) if state.scan else 0
+        if size > limit:
+            return 1104, f"work dir is {size // (1 << 20)} MB (limit {limit // (1 << 20)} MB; apparent size " \
+                         f"{state.scan.apparent_bytes // (1 << 20)} MB, on disk {state.scan.total_bytes // (1 << 20)} MB)"
         return None
 
 

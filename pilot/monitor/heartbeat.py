@@ -5,6 +5,11 @@ and calls `send(jobid)` for each job that is due; what is sent, and what the ser
 business (pilot/reporter.py). Default interval 1800 s ([Pilot] heartbeat), 60 s in debug mode ([Pilot]
 debug_heartbeat); any cadence well under the server's 2 h lost-heartbeat limit works.
 
+Between heartbeats, every [Pilot] command_check s (0: never), the same thread calls `check(jobid)`: the reporter
+asks the channel for the job's pending commands without sending an update (Channel.commands: PanDA's
+job/get_status, one primary-key read), so a server kill reaches the payload within command_check instead of
+within a heartbeat period.
+
 Debug commands (spec panda-server.md A.7: any command with a space) are tail, ls, ps, du only, run without a
 shell in the job's work dir; their output goes in the next update.
 """
@@ -17,8 +22,9 @@ import shlex
 import subprocess
 import threading
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
+from .. import ownprocs
 from ..threads import GuardedThread
 
 log = logging.getLogger(__name__)
@@ -47,34 +53,44 @@ def run_debug_command(command: str, workdir: str) -> str:
         if workdir and not arg.startswith("-") and not _stays_inside(workdir, arg):
             return f"debug command argument {arg!r} leads out of the work dir (symbolic link): not allowed"
     try:
-        done = subprocess.run(argv, cwd=workdir or None, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+        with ownprocs.helper(argv, cwd=workdir or None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL) as proc:
+            stdout, stderr = proc.communicate(timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"debug command failed: {exc}"
-    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    output = (stdout + stderr).decode("utf-8", "replace")
     return output[-MAX_DEBUG_OUTPUT:]
 
 
 class Heartbeat(GuardedThread):
     """The schedule: `watch` a job id, `beat_soon` to send at once, `unwatch` after its final update.
 
-    A failure while sending for one job goes to `failed(jobid, exc)` (the reporter kills that job with 1319); a
-    failure of the thread itself aborts the pilot (GuardedThread).
+    A failure while sending (or checking) for one job goes to `failed(jobid, exc)` (the reporter kills that job
+    with 1319); a failure of the thread itself aborts the pilot (GuardedThread).
     """
 
     def __init__(self, ctx, send: Callable[[str], object], interval: Callable[[str], float],
-                 failed: Callable[[str, Exception], object]):
+                 failed: Callable[[str, Exception], object], check: Optional[Callable[[str], object]] = None):
         super().__init__("heartbeat", ctx.request_abort)
         self.ctx = ctx
         self._send = send
         self.interval = interval
         self._failed = failed
+        self._check = check
         self._cond = threading.Condition()
         self._due: Dict[str, float] = {}  # jobid -> monotonic time of the next heartbeat
+        self._check_due: Dict[str, float] = {}  # jobid -> monotonic time of the next command check
         self._stopped = False
 
+    def _check_period(self) -> float:
+        return float(self.ctx.config.pilot.command_check) if self._check is not None else 0.0
+
     def watch(self, jobid: str) -> None:
+        check = self._check_period()
         with self._cond:
             self._due[jobid] = time.monotonic() + self.interval(jobid)
+            if check > 0:
+                self._check_due[jobid] = time.monotonic() + check
             self._cond.notify()
 
     def beat_soon(self, jobid: str) -> None:
@@ -86,6 +102,7 @@ class Heartbeat(GuardedThread):
     def unwatch(self, jobid: str) -> None:
         with self._cond:
             self._due.pop(jobid, None)
+            self._check_due.pop(jobid, None)
             self._cond.notify()
 
     def watched(self, jobid: str) -> bool:
@@ -103,19 +120,25 @@ class Heartbeat(GuardedThread):
                 while not self._stopped:
                     now = time.monotonic()
                     due = [jobid for jobid, when in self._due.items() if when <= now]
-                    if due:
+                    checks = [jobid for jobid, when in self._check_due.items() if when <= now and jobid not in due]
+                    if due or checks:
                         break
-                    timeout = min(self._due.values()) - now if self._due else None
-                    self._cond.wait(timeout)
+                    times = list(self._due.values()) + list(self._check_due.values())
+                    self._cond.wait(min(times) - now if times else None)
                 if self._stopped:
                     return
-                for jobid in due:
-                    self._due[jobid] = time.monotonic() + self.interval(jobid)
-            for jobid in due:
+                check = self._check_period()
+                for jobid in due + checks:  # a heartbeat brings the commands too: it restarts the check period
+                    if jobid in due:
+                        self._due[jobid] = time.monotonic() + self.interval(jobid)
+                    if check > 0:
+                        self._check_due[jobid] = time.monotonic() + check
+            for jobid, action, what in [(j, self.beat, "heartbeat") for j in due] + \
+                    [(j, self._check, "command check") for j in checks]:
                 try:
-                    self.beat(jobid)
+                    action(jobid)
                 except Exception as exc:
-                    log.error("job %s: heartbeat failed", jobid, exc_info=True)
+                    log.error("job %s: %s failed", jobid, what, exc_info=True)
                     self.unwatch(jobid)
                     self._failed(jobid, exc)
 

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 
 from ..threads import GuardedThread
 from .checks import Check, MonitorState, WorkdirScan, default_checks
-from .sampler import TreeSampler
+from .sampler import TreeSampler, mean_cores, update_fields
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,13 @@ SUSPEND_GAP = 600.0  # a tick this much later than planned means the node (or pi
 class JobMonitor(GuardedThread):
     """A monitor that fails (a bug, psutil unusable) kills its payload with 1319: never a payload unwatched."""
 
-    def __init__(self, ctx, job, payload, checks=None):
+    def __init__(self, ctx, job, payload, checks=None, on_usage=None):
         super().__init__(f"monitor-{job.jobid}", job.kill.fire)
         self.ctx = ctx
         self.job = job
+        # acting for the execute stage, which owns the job and waits for the payload: after putting the usage so
+        # far on the job, hand it to the reporter (its snapshot is what the heartbeat sends)
+        self.on_usage = on_usage
         self.sampler = TreeSampler(payload, job.workdir)
         self.checks = default_checks() if checks is None else checks
         self.state = MonitorState(ctx=ctx, job=job, started=time.time())
@@ -57,9 +60,13 @@ class JobMonitor(GuardedThread):
         if due["sample"] <= now:
             due["sample"] = now + sample_every
             try:
-                self.state.sample = self.sampler.sample() or self.state.sample
+                row = self.sampler.sample()
             except OSError as exc:
                 log.warning("job %s: memory sample failed: %s", self.job.jobid, exc)
+                row = None
+            if row:
+                self.state.sample = row
+                self.publish(row)
         todo = [check for check in self.checks if due[check] <= now]
         if not todo:
             return False
@@ -73,6 +80,21 @@ class JobMonitor(GuardedThread):
                 self.job.kill.fire(code, diag)
                 return True
         return False
+
+    def publish(self, row: Dict[str, float]) -> None:
+        """Put the usage so far on the job, for the next running update (Pilot 3 sends it with every heartbeat).
+
+        The monitor does this for the execute stage, which owns the job and is blocked waiting for the payload; the
+        heartbeat never reads the job, only the snapshot `on_usage` (the reporter's publish) makes of it. The
+        execute stage overwrites the figures with the final ones once the payload is gone.
+        """
+        job = self.job
+        wall = max(time.time() - job.started_at, 1.0) if job.started_at else row["wtime"]
+        job.memory = update_fields(self.sampler.summary(), wall)
+        job.cpu_seconds = self.sampler.cpu_seconds
+        job.mean_cores = mean_cores(job.cpu_seconds, wall)
+        if self.on_usage is not None:
+            self.on_usage(job)
 
     def _run(self, check: Check) -> Optional[tuple]:
         try:

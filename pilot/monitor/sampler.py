@@ -30,10 +30,11 @@ class TreeSampler:
         self.workdir = workdir
         self.started = time.time()
         self.samples: List[Dict[str, float]] = []
+        self.cpu_seconds = 0.0  # CPU time of the tree so far, reaped children included (never goes down)
         self._last: Dict[int, Dict[str, float]] = {}  # pid -> last counters seen (for exited processes)
         self._output = os.path.join(workdir, OUTPUT_FILE)
-        with open(self._output, "w", encoding="ascii") as handle:
-            handle.write("\t".join(COLUMNS) + "\n")
+        self._write_failed = False
+        self._write(self._output, "w", "\t".join(COLUMNS) + "\n")
 
     def sample(self) -> Optional[Dict[str, float]]:
         import psutil
@@ -43,6 +44,7 @@ class TreeSampler:
         row["Time"] = int(now)
         row["wtime"] = round(now - self.started, 1)
         seen = set()
+        tree_cpu = 0.0
         for proc in self.payload.descendants():
             try:
                 with proc.oneshot():
@@ -56,6 +58,10 @@ class TreeSampler:
             except psutil.Error:
                 continue
             seen.add(proc.pid)
+            # a child's CPU moves into its parent's children_* times when it is reaped: counting both for the
+            # live processes misses nothing short-lived (a shell loop of `date` calls) and counts nothing twice
+            tree_cpu += cpu.user + cpu.system + getattr(cpu, "children_user", 0.0) + getattr(cpu, "children_system",
+                                                                                             0.0)
             row["nprocs"] += 1
             row["nthreads"] += threads
             row["pss"] += getattr(mem, "pss", mem.rss) / 1024
@@ -72,12 +78,12 @@ class TreeSampler:
                 row[key] += counters[key]
         if not seen:
             return None
+        self.cpu_seconds = max(self.cpu_seconds, tree_cpu)
         for key in MEMORY:
             row[key] = int(row[key])
         self.samples.append(row)
-        with open(self._output, "a", encoding="ascii") as handle:
-            handle.write("\t".join(str(int(row[key]) if key not in ("stime", "utime", "wtime")
-                                       else round(row[key], 2)) for key in COLUMNS) + "\n")
+        self._write(self._output, "a", "\t".join(str(int(row[key]) if key not in ("stime", "utime", "wtime")
+                                                  else round(row[key], 2)) for key in COLUMNS) + "\n")
         return row
 
     def summary(self) -> Dict[str, Dict[str, float]]:
@@ -90,9 +96,18 @@ class TreeSampler:
 
     def write_summary(self) -> Dict[str, Dict[str, float]]:
         summary = self.summary()
-        with open(os.path.join(self.workdir, SUMMARY_FILE), "w", encoding="ascii") as handle:
-            json.dump(summary, handle, indent=1, sort_keys=True)
+        self._write(os.path.join(self.workdir, SUMMARY_FILE), "w", json.dumps(summary, indent=1, sort_keys=True))
         return summary
+
+    def _write(self, path: str, mode: str, text: str) -> None:
+        """The files are for the log tarball: a full disk (or a vanished work dir) costs them, never the job."""
+        try:
+            with open(path, mode, encoding="ascii") as handle:
+                handle.write(text)
+        except OSError as exc:
+            if not self._write_failed:
+                log.warning("memory monitor: cannot write %s: %s", path, exc)
+            self._write_failed = True
 
 
 def leak_fit(samples: List[Dict[str, float]]) -> Optional[Dict[str, float]]:
@@ -132,3 +147,14 @@ def update_fields(summary: Dict[str, Dict[str, float]], wall: float) -> Dict[str
                       ("rateWBYTES", "write_bytes")):
         fields[name] = mx[key] / wall
     return {key: int(value) for key, value in fields.items()}
+
+
+def mean_cores(cpu_seconds: float, wall: float) -> float:
+    """Cores the payload kept busy on average: its CPU time over its wall time (Pilot 3's meanCoreCount).
+
+    Pilot 3 averages thread counts sampled with `ps`; CPU over wall counts only threads that ran, so a payload of
+    eight idle threads reads 0, not 8.
+    """
+    if wall <= 0 or cpu_seconds <= 0:
+        return 0.0
+    return round(cpu_seconds / wall, 2)

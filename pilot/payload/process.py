@@ -1,9 +1,12 @@
-"""Run the payload in its own session and kill exactly what it started: never more.
+"""Run the payload in its own session and kill exactly what it started: never more, and nothing less.
 
-The payload's processes are recognised by two marks that need no cgroups: the session id of the payload's
-leader, and an environment variable with a random token that every descendant inherits (a daemon that calls
-setsid keeps it). Only processes below the pilot itself are ever considered; with the pilot made a child
-subreaper (`become_subreaper`), double-forked daemons of the payload re-parent to the pilot and stay below it.
+Membership cannot depend on anything the payload can change (session, process group, environment): the pilot
+is a child subreaper (`become_subreaper`), so every process the payload starts stays below the pilot whatever
+it does, and the payload's processes are those below the pilot that are not in the subtree of one of the
+pilot's own helpers (`pilot.ownprocs`). Where the node allows it, the payload also runs in a cgroup v2 of its
+own (`cgroup.JobCgroup`), which `cgroup.kill` empties at once. A kill repeats until a scan finds nothing, so a
+tree that keeps forking children that ignore SIGTERM is still emptied. The per-job token in the environment
+is kept for a later pilot that has to sweep what a SIGKILLed one left (`pilot.recovery`).
 Pilot 3's "kill every same-user process with PPID 1" is exactly what this replaces.
 """
 
@@ -17,7 +20,10 @@ import subprocess
 import threading
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
+
+from .. import ownprocs
+from .cgroup import JobCgroup
 
 from ..threads import guarded
 
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_VAR = "PILOT_PAYLOAD_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36
+SWEEP_LIMIT = 10.0  # seconds of SIGKILL rounds at most (a scan finds nothing after one round unless it forks)
 
 
 def become_subreaper() -> bool:
@@ -41,8 +48,10 @@ def become_subreaper() -> bool:
 class PayloadProcess:
     """One payload: started with `start`, awaited with `wait`, stopped with `terminate` from any thread."""
 
-    def __init__(self, argv: List[str], cwd: str, env: Dict[str, str], stdout_path: str, stderr_path: str):
-        self.argv = argv
+    def __init__(self, argv: List[str], cwd: str, env: Dict[str, str], stdout_path: str, stderr_path: str,
+                 cgroup: Optional[JobCgroup] = None):
+        self.cgroup = cgroup
+        self.argv = cgroup.shim(argv) if cgroup else argv
         self.cwd = cwd
         self.token = uuid.uuid4().hex
         self.env = dict(env, **{TOKEN_VAR: self.token})
@@ -54,6 +63,7 @@ class PayloadProcess:
         self._kill_lock = threading.Lock()
         self._killer: Optional[threading.Thread] = None
         self._rusage_before = None
+        self.started_at = 0.0  # the leader's create time (psutil), for a later sweep to recognise it
 
     @property
     def pid(self) -> int:
@@ -64,6 +74,11 @@ class PayloadProcess:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=err, start_new_session=True, close_fds=True)
+        psutil = _psutil()
+        try:
+            self.started_at = psutil.Process(self.proc.pid).create_time() if psutil else 0.0
+        except psutil.Error:
+            self.started_at = 0.0
         log.info("payload started: pid %d in %s", self.proc.pid, self.cwd)
         return self.proc.pid
 
@@ -79,41 +94,48 @@ class PayloadProcess:
 
     # --- finding our processes --------------------------------------------------------------------------------
     def descendants(self) -> list:
-        """psutil.Process objects below the pilot that belong to this payload (leader included if alive).
+        """psutil.Process objects of this payload that are alive (leader included), zombies left out."""
+        return self._scan()[0]
 
-        A process is the payload's if it is in the leader's session, carries the payload's token, or descends
-        from one that does (container runtimes such as podman's conmon start their children in new sessions
-        with a clean environment).
-        """
+    def _scan(self):
+        """(alive members, zombie members): below the pilot outside its helpers' subtrees, plus the cgroup."""
         psutil = _psutil()
         if psutil is None:
-            return []
-        try:
-            below = psutil.Process(os.getpid()).children(recursive=True)
-        except psutil.Error:
-            return []
+            return [], []
+        me = os.getpid()
+        with ownprocs.scanning() as helpers:
+            try:
+                below = psutil.Process(me).children(recursive=True)
+            except psutil.Error:
+                below = []
         parent: Dict[int, int] = {}
         for proc in below:
             try:
                 parent[proc.pid] = proc.ppid()
             except psutil.Error:
                 continue
-        marked = set()
+        members = []
         for proc in below:
+            top, hops = proc.pid, 0
+            while parent.get(top, me) != me and hops < 100000:
+                top, hops = parent[top], hops + 1
+            if top not in helpers:
+                members.append(proc)
+        if self.cgroup is not None:  # where the pilot could not become a subreaper, the cgroup still holds them
+            known = {proc.pid for proc in members}
+            for pid in self.cgroup.pids():
+                if pid not in known and pid != me:
+                    try:
+                        members.append(psutil.Process(pid))
+                    except psutil.Error:
+                        continue
+        alive, zombies = [], []
+        for proc in members:
             try:
-                if proc.pid == self.pid or os.getsid(proc.pid) == self.pid or \
-                        proc.environ().get(TOKEN_VAR) == self.token:
-                    marked.add(proc.pid)
-            except (psutil.Error, OSError):
+                (zombies if proc.status() == psutil.STATUS_ZOMBIE else alive).append(proc)
+            except psutil.Error:
                 continue
-        ours = []
-        for proc in below:
-            pid, seen = proc.pid, 0
-            while pid in parent and pid not in marked and seen < 10000:
-                pid, seen = parent[pid], seen + 1
-            if pid in marked:
-                ours.append(proc)
-        return ours
+        return alive, zombies
 
     # --- killing ---------------------------------------------------------------------------------------------
     def terminate(self, grace: float) -> None:
@@ -131,29 +153,46 @@ class PayloadProcess:
         self._signal([], signal.SIGKILL)
 
     def kill_tree(self, grace: float) -> int:
-        """Synchronously kill every process of this payload; returns how many had to be signalled."""
-        targets = self.descendants()
-        if not targets:
+        """Synchronously kill every process of this payload until a scan finds none; how many were signalled."""
+        signalled: Set[int] = set()
+        alive, zombies = self._scan()
+        self._reap(zombies)
+        if not alive:
             if self.proc is not None and self.proc.returncode is None:
                 self._signal([], signal.SIGTERM)  # no psutil: the process group is all we can reach
             return 0
-        psutil = _psutil()
-        log.info("killing payload tree of %d: %s", self.pid, sorted(p.pid for p in targets))
-        self._signal(targets, signal.SIGTERM)
+        log.info("killing payload tree of %d: %s", self.pid, sorted(p.pid for p in alive))
+        self._signal(alive, signal.SIGTERM)
+        signalled.update(p.pid for p in alive)
         deadline = time.monotonic() + grace
-        alive = targets
         while alive and time.monotonic() < deadline:
             time.sleep(0.02)  # bounded: only while a kill is in progress
-            alive = [p for p in alive if _running(p, psutil)]
-        if alive:
-            log.warning("SIGKILL to %s after %.0f s grace", sorted(p.pid for p in alive), grace)
-            self._signal(alive + self.descendants(), signal.SIGKILL)
-            deadline = time.monotonic() + 2.0  # SIGKILL is not ignorable; give the kernel a moment
-            while alive and time.monotonic() < deadline:
-                time.sleep(0.01)
-                alive = [p for p in alive if _running(p, psutil)]
-        self._reap(targets)
-        return len(targets)
+            alive, zombies = self._scan()
+            self._reap(zombies)
+            fresh = [p for p in alive if p.pid not in signalled]
+            if fresh:  # born during the grace: they get their SIGTERM too
+                self._signal(fresh, signal.SIGTERM)
+                signalled.update(p.pid for p in fresh)
+        rounds = 0
+        stop_by = time.monotonic() + SWEEP_LIMIT
+        while alive:
+            if rounds == 0:
+                log.warning("SIGKILL to %s after %.0f s grace", sorted(p.pid for p in alive), grace)
+            if self.cgroup is not None:
+                self.cgroup.kill()
+            self._signal(alive, signal.SIGKILL)
+            signalled.update(p.pid for p in alive)
+            rounds += 1
+            time.sleep(0.005)  # SIGKILL is not ignorable; give the kernel a moment before the next scan
+            alive, zombies = self._scan()
+            self._reap(zombies)
+            if alive and time.monotonic() > stop_by:
+                log.error("payload of %d: %d process(es) still alive after %d SIGKILL rounds: %s", self.pid,
+                          len(alive), rounds, sorted(p.pid for p in alive)[:20])
+                break
+        if rounds > 1:
+            log.info("payload of %d: its tree was empty after %d SIGKILL rounds", self.pid, rounds)
+        return len(signalled)
 
     def _signal(self, targets: list, signum: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -163,13 +202,13 @@ class PayloadProcess:
                 pass  # the group is gone already; the per-process signals below still apply
         for proc in targets:
             try:
-                proc.send_signal(signum)
+                proc.send_signal(signum)  # psutil checks the pid still names the process that was scanned
             except _psutil().Error as exc:  # gone already, or not ours to signal
                 log.debug("signal %d to %d: %s", signum, proc.pid, exc)
 
-    def _reap(self, targets: list) -> None:
-        """Collect exit statuses of re-parented descendants (never the leader: its Popen does that)."""
-        for proc in targets:
+    def _reap(self, zombies: list) -> None:
+        """Collect exit statuses of re-parented members (never the leader: its Popen does that)."""
+        for proc in zombies:
             if proc.pid == self.pid:
                 continue
             try:
@@ -183,7 +222,10 @@ class PayloadProcess:
             killer = self._killer
         if killer is not None:
             killer.join()
-        return self.kill_tree(grace)
+        count = self.kill_tree(grace)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        return count
 
 
 def _psutil():

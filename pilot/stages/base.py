@@ -23,7 +23,10 @@ STOP = object()  # sentinel: no more jobs will arrive
 
 
 class Reporter(Protocol):
-    """What a stage may ask of the reporting side (pilot/reporter.py)."""
+    """What a stage may ask of the reporting side (pilot/reporter.py); `channel` is there for the stages that talk
+    to the job's source beyond updates (event ranges, what a channel refuses to run)."""
+
+    channel: Any
 
     def report(self, job: Job, final: bool = False, metadata: Optional[str] = None) -> Any: ...
 

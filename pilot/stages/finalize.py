@@ -9,6 +9,7 @@ import shutil
 import time
 
 from ..job import Job, JobState
+from ..monitor.checks import disk_full
 from ..payload.untrusted import read_inside
 from .base import Stage
 
@@ -24,12 +25,22 @@ class FinalizeStage(Stage):
     def process(self, job: Job) -> None:
         job.state = JobState.FAILED if job.failed else JobState.FINISHED
         job.ended_at = time.time()
+        self._make_room(job)
         reply = self.reporter.report(job, final=True, metadata=self._job_report(job))
         self._write_timing(job)
         log.info("job %s %s: pilotErrorCode=%d transExitCode=%s diag=%r; final report %s", job.jobid,
                  job.state.value, job.error_code, job.trans_exit_code, job.error_diag, reply.where if reply else "-")
         if job.workdir and self.ctx.settings.cleanup and not job.keep_workdir and os.path.isdir(job.workdir):
             shutil.rmtree(job.workdir, ignore_errors=False, onerror=_log_rm_error)
+
+    def _make_room(self, job: Job) -> None:
+        """On a full disk the final report (a local report file, a spool copy) needs room: the job's work dir
+        goes first (its log tarball has been made and shipped already), whatever --cleanup says."""
+        if not job.workdir or not os.path.isdir(job.workdir) or not disk_full(self.ctx.paths.main):
+            return
+        log.error("job %s: the disk of %s is full: removing the work dir %s before the final report", job.jobid,
+                  self.ctx.paths.main, job.workdir)
+        shutil.rmtree(job.workdir, ignore_errors=False, onerror=_log_rm_error)
 
     def _job_report(self, job: Job):
         if not job.workdir:
@@ -55,9 +66,14 @@ class FinalizeStage(Stage):
             timing = {}
         timing[job.jobid] = {key: round(value, 3) for key, value in job.timing.items()}
         temp = path + ".tmp"
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(timing, handle, indent=1, sort_keys=True)
-        os.replace(temp, path)
+        try:
+            with open(temp, "w", encoding="utf-8") as handle:
+                json.dump(timing, handle, indent=1, sort_keys=True)
+            os.replace(temp, path)
+        except OSError as exc:  # a full disk costs the timing file, never the job or the pilot
+            log.warning("cannot write %s: %s", path, exc)
+            if os.path.lexists(temp):
+                os.unlink(temp)
 
 
 def _log_rm_error(func, path, exc_info) -> None:

@@ -1,7 +1,8 @@
 """Retrieve: ask the channel for jobs while the pilot may still take one, and hand them to validate.
 
 May another job be taken? Only while no abort is under way, answered job requests are fewer than -v and
-failed ones fewer than -x, enough of the pilot's lifetime is left, and -- after the first job -- the queue's
+failed ones fewer than -x, (on a multi-job queue, whose server channel may find work later) "no jobs" replies
+fewer than -x, enough of the pilot's lifetime is left, and -- after the first job -- the queue's
 time floor has not passed. With a time floor the next job is fetched while the current one runs (one job
 ahead, `slots`), so its stage-in overlaps the current payload.
 """
@@ -31,6 +32,7 @@ class RetrieveThread(GuardedThread):
         self.requests = 0
         self.failures = 0
         self.jobs = 0
+        self.empty = 0  # "no jobs" replies (they end the pilot unless a time floor keeps it asking)
         self.error_code = 0  # a pilot-level failure to get work (all getJob attempts failed)
         cfg = ctx.config.pilot
         self._backoff = backoff_delays(cfg.getjob_retry_initial, cfg.getjob_retry_max)
@@ -68,6 +70,21 @@ class RetrieveThread(GuardedThread):
             return False
         return True
 
+    def _ask_again(self) -> bool:
+        """After a "no jobs" reply on a multi-job queue: wait (backing off) and ask again while the time floor
+        lasts and fewer than -x empty replies came, as Pilot 3 does; False: stop asking."""
+        ctx = self.ctx
+        self.empty += 1
+        left = ctx.queuedata.timefloor - ctx.elapsed()
+        if not self.channel.retry_when_empty or left <= 0:
+            return False
+        if self.empty >= ctx.settings.getjob_failures:
+            log.info("no more jobs: %d empty job request(s) (-x %d)", self.empty, ctx.settings.getjob_failures)
+            return False
+        pause = min(next(self._backoff), left)
+        log.info("asking again in %.1f s (time floor: %.0f s left)", pause, left)
+        return not ctx.abort.wait(pause)
+
     def _preplaced(self):
         """pandaJobData.out in the launch dir, whatever the channel (the Harvester channel reads it itself)."""
         from ..channels.preplaced import take_preplaced_jobs
@@ -92,6 +109,9 @@ class RetrieveThread(GuardedThread):
                 except PilotError as exc:
                     self.failures += 1
                     self.error_code = exc.code
+                    if not exc.retry:
+                        log.error("getJob failed: %s (not retried)", exc)
+                        return
                     log.error("getJob failed (%d/%d): %s", self.failures, self.ctx.settings.getjob_failures, exc)
                     if self.failures < self.ctx.settings.getjob_failures:
                         pause = next(self._backoff)
@@ -101,7 +121,10 @@ class RetrieveThread(GuardedThread):
                     continue
                 if not jobs:
                     log.info("no job available from the %s channel", self.channel.name)
-                    return
+                    if not self._ask_again():
+                        return
+                    self.release_slot()
+                    continue
                 for job in jobs:
                     job.timing["getjob"] = time.monotonic() - started
                     self.jobs += 1

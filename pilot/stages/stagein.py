@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..job import Job, JobState
+from ..eventservice.kinds import ESMERGE_STAGEIN_ACTIVITIES
 from ..transfer import directaccess
 from ..transfer.base import STAGEIN_ACTIVITIES
 from ..transfer.jobfiles import transfer_files
@@ -27,7 +28,8 @@ class StageInStage(Stage):
         if not job.inputs:
             return
         directaccess.apply(self.ctx, job)
-        transfer_files(self.ctx, job, job.inputs, STAGEIN_ACTIVITIES, "in")
+        activities = ESMERGE_STAGEIN_ACTIVITIES if job.es_kind == "esmerge" else STAGEIN_ACTIVITIES
+        transfer_files(self.ctx, job, job.inputs, activities, "in")
         failed = [spec for spec in job.inputs if spec.status not in ("transferred", "remote_io")]
         if failed:
             job.fail(failed[0].status_code, failed[0].diag)

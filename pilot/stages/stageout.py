@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import tarfile
+import time
 
 from ..errors import PilotError
 from ..job import Job, JobState
@@ -16,6 +17,7 @@ from ..transfer import destinations
 from ..transfer.base import LOG_ACTIVITIES, STAGEOUT_ACTIVITIES
 from ..transfer.jobfiles import transfer_files
 from .base import Stage
+from .logtarball import make_log_tarball
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,17 @@ class StageOutStage(Stage):
         if job.stageout_mode == "all" and job.outputs:
             self._stage(job, job.outputs, STAGEOUT_ACTIVITIES)
         if job.logfile is not None and check_lfn(job.logfile.lfn) is None:
+            if time.monotonic() > self.ctx.log_tarball_deadline():
+                log.error("job %s: no time left in the abort grace for the log tarball", job.jobid)
+                job.fail(self.ctx.abort.code, self.ctx.abort.reason)
+                return
             try:
-                make_log_tarball(job, self.ctx)
+                _path, cut = make_log_tarball(job, self.ctx, self.ctx.log_tarball_deadline)
             except (OSError, tarfile.TarError) as exc:
                 job.fail(1320, f"cannot create log tarball {job.logfile.lfn}: {exc}")
                 return
+            if cut and self.ctx.abort.is_set():  # the signal cut the log short: the job's record is incomplete
+                job.fail(self.ctx.abort.code, f"{self.ctx.abort.reason}; log tarball cut at the abort grace")
             self._stage(job, [job.logfile], LOG_ACTIVITIES)
 
     def _stage(self, job: Job, files, activities) -> None:
@@ -61,32 +69,3 @@ class StageOutStage(Stage):
         except PilotError as exc:
             for spec in files:
                 spec.status, spec.status_code, spec.diag = "failed", exc.code, exc.diag
-
-
-def make_log_tarball(job: Job, ctx) -> str:
-    """<logFile> in the work dir: the work dir itself minus outputs, secrets and partial files, plus pilotlog.
-
-    Symbolic links are stored as links, never followed, so a payload cannot smuggle outside files into its log.
-    """
-    assert job.logfile is not None
-    path = os.path.join(job.workdir, job.logfile.lfn)
-    top = f"tarball_PandaJob_{job.jobid}_{ctx.queuedata.name}"
-    skip = {spec.lfn for spec in job.outputs if spec.status == "transferred"}
-    skip |= {job.logfile.lfn, ctx.config.pilot.pandasecrets}
-
-    def keep(info: tarfile.TarInfo):
-        rel = info.name.split("/", 1)[1] if "/" in info.name else ""
-        if rel in skip or rel.endswith(".part"):
-            return None
-        return info
-
-    with tarfile.open(path + ".part", "w:gz", compresslevel=6) as tar:
-        tar.add(job.workdir, arcname=top, recursive=True, filter=keep)
-        pilotlog = os.path.join(ctx.paths.main, ctx.config.pilot.pilotlog)
-        if os.path.isfile(pilotlog):
-            tar.add(pilotlog, arcname=f"{top}/{ctx.config.pilot.pilotlog}")
-    os.replace(path + ".part", path)
-    log.info("job %s: log tarball %s (%d bytes)", job.jobid, path, os.path.getsize(path))
-    return path
-
-

@@ -7,6 +7,7 @@ import os
 import shutil
 
 from ..errors import PilotError
+from ..eventservice.kinds import refusal
 from ..job import Job
 from .base import Stage
 
@@ -18,6 +19,9 @@ class ValidateStage(Stage):
     timing_key = "initial_setup"
 
     def process(self, job: Job) -> None:
+        refused = refusal(job, getattr(self.reporter, "channel", None))
+        if refused:
+            raise PilotError(*refused)
         self._check_sizes(job)
         workdir = os.path.join(self.ctx.paths.main, f"PanDA_Pilot-{job.jobid}")
         try:

@@ -14,6 +14,7 @@ import time
 from contextlib import ExitStack
 from typing import Dict, List, Optional, Tuple
 
+from .. import ownprocs
 from .base import TransferFailure, fired_stop
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,20 @@ def run_tool(argv: List[str], ctx, timeout: float, direction: str, what: str, en
     """Run `argv`; return its output. TransferFailure with the mapped code when it fails, hangs or is aborted."""
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=dict(os.environ, **(env or {})), start_new_session=True, cwd=cwd)
+        proc = ownprocs.start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env=dict(os.environ, **(env or {})), start_new_session=True, cwd=cwd)
     except OSError as exc:
         raise TransferFailure(1099 if direction == "in" else 1137, f"{what}: cannot run {argv[0]}: {exc}") from None
+    try:
+        return _supervise(proc, argv, ctx, timeout, direction, what, job, started)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        ownprocs.done(proc)
+
+
+def _supervise(proc, argv: List[str], ctx, timeout: float, direction: str, what: str, job, started: float) -> str:
 
     def kill() -> None:
         try:

@@ -6,6 +6,7 @@ temporary name and re-reads the stored copy to verify it, so a half-written file
 from __future__ import annotations
 
 import os
+import time
 
 from ..job import FileSpec
 from .base import Copytool, TransferFailure
@@ -48,11 +49,12 @@ class MvCopytool(Copytool):
         temp = final + ".part"
         try:
             with open(src, "rb") as reader, open(temp, "wb") as writer:
-                local = copy_stream(reader, writer, kind)  # stage-out runs on after an abort: the log must go
+                # stage-out runs on after an abort (the log must go), within its share of the abort grace
+                local = copy_stream(reader, writer, kind, _stop_at_deadline(ctx))
                 writer.flush()
                 os.fsync(writer.fileno())
             with open(temp, "rb") as reader:
-                stored = copy_stream(reader, None, kind)
+                stored = copy_stream(reader, None, kind, _stop_at_deadline(ctx))
             if stored.hexdigest() != local.hexdigest() or stored.size != local.size:
                 raise TransferFailure(mismatch_code(kind, "out"),
                                       f"{kind} of stored {spec.lfn} is {stored.hexdigest()}, local {local.hexdigest()}")
@@ -63,6 +65,16 @@ class MvCopytool(Copytool):
         spec.filesize = local.size
         spec.checksum = {kind: local.hexdigest()}
         return final
+
+
+def _stop_at_deadline(ctx):
+    """A progress callback that ends a stage-out copy when its share of the abort grace is over (the partial
+    copy is removed by the caller, and the final report still goes out within the grace)."""
+    def check(_size: int) -> None:
+        if time.monotonic() > ctx.stageout_deadline():
+            raise TransferFailure(ctx.abort.code, f"stage-out stopped: {ctx.abort.reason}; no time left in the "
+                                                  f"abort grace of {ctx.config.pilot.abort_grace} s")
+    return check
 
 
 def _stop_on_abort(ctx):

@@ -63,9 +63,14 @@ class _Guarded:
 
 
 def _check(ctx, job, deadline: float, timeout_code: int) -> None:
-    stop = fired_stop(ctx, job)
-    if stop is not None:
-        raise _Stopped(stop.code, "transfer interrupted: " + stop.reason)
+    """A download stops when the pilot or job is stopped; an upload (outputs, the log) goes on after an abort
+    until its share of the abort grace is over (ctx.stageout_deadline), so the log still gets out."""
+    if timeout_code == 1151:
+        stop = fired_stop(ctx, job)
+        if stop is not None:
+            raise _Stopped(stop.code, "transfer interrupted: " + stop.reason)
+    elif ctx.abort.is_set() and time.monotonic() > ctx.stageout_deadline():
+        raise _Stopped(ctx.abort.code, f"stage-out stopped: {ctx.abort.reason}; no time left in the abort grace")
     if time.monotonic() > deadline:
         raise _Stopped(timeout_code, "transfer timed out")
 

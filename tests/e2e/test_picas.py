@@ -184,3 +184,29 @@ def test_credentials_missing_or_wrong(tmp_path, couchdb):
     assert proc.returncode != 0 and "401" in err and "check PICAS_USER/PICAS_PASSWORD" in err, err[-2000:]
     assert "wrong-secret" not in err
     assert couchdb.view_ids(db, "todo") == ["t1"]
+
+
+def test_running_token_carries_live_progress(tmp_path, couchdb):
+    """While the payload runs, the token's `progress` gets the same usage a PanDA running update carries (CPU
+    time, memory, I/O, cores), as docs/picas.md promises; read from pouchdb before the payload ends."""
+    db = couchdb.new_db()
+    busy = 'end=$(($(date +%s)+8)); i=0; while [ $(date +%s) -lt $end ]; do i=$((i+1)); done'
+    couchdb.add_tokens(db, [token("busy", command=busy)])
+    proc = start_pilot(tmp_path, couchdb, db, couchdb.pilot_env(PILOT_CFG_PILOT_HEARTBEAT="1",
+                                                               PILOT_CFG_PILOT_MEMORY_USAGE_VERIFICATION_TIME="1"))
+    progress = None
+    deadline = time.time() + 60
+    while proc.poll() is None and time.time() < deadline:
+        doc = couchdb.doc(db, "busy")
+        seen = doc.get("progress") or {}
+        if doc.get("status") == "running" and seen.get("cpuConsumptionTime", 0) > 0 and seen.get("maxRSS"):
+            progress = seen
+            break
+        time.sleep(0.2)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert progress is not None, "no progress with usage on the token while the payload ran"
+    assert progress["state"] == "running" and progress["maxPSS"] > 0 and progress["maxVMEM"] >= progress["maxRSS"]
+    assert progress["meanCoreCount"] > 0 and progress["coreCount"] == 1
+    assert "totRCHAR" in progress and "avgPSS" in progress and "maxSWAP" in progress
+    assert couchdb.doc(db, "busy")["status"] == "done"

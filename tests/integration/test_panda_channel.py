@@ -153,8 +153,9 @@ def test_no_jobs_ends_quickly_with_exit_0(panda, tmp_path):
 
 
 def test_token_without_production_role_is_refused(panda, tmp_path):
+    """A valid token without the production role: 1163 (exit 68) at the first refusal, no retries."""
     panda.submit_job()
     proc = start_pilot(panda, tmp_path, "-x", "2", env=panda.pilot_env(tmp_path, role="user"))
     run = finish(proc, tmp_path)
-    assert run.returncode == 79, run.stderr[-3000:]
-    assert "refused" in run.stderr or "no answer" in run.stderr
+    assert run.returncode == 68, run.stderr[-3000:]
+    assert "1163 NOPROXY" in run.stderr and run.stderr.count("refused the pilot's token") == 1

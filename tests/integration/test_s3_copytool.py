@@ -132,3 +132,20 @@ def test_keys_from_keys_file_and_aws_profile(s3, tmp_path, keys_env, monkeypatch
     get_copytool("s3").copy_out([spec], str(tmp_path), ctx)
     assert spec.status == "transferred", spec.diag
     assert s3.get("pilot-es", "S3Q/a.dat") == b"a" * 10
+
+
+def test_upload_goes_on_after_an_abort_within_its_share_of_the_grace(s3, tmp_path, keys_env):
+    """After SIGTERM the log must still go out: uploads continue until ctx.stageout_deadline, then stop."""
+    import time
+
+    ctx = make_ctx(s3, tmp_path)
+    (tmp_path / "log.tgz").write_bytes(b"L" * 5000)
+    ctx.abort.fire(1201, "SIGTERM")
+    ctx.stageout_deadline = lambda share=2 / 3: time.monotonic() + 30
+    spec = FileSpec(lfn="log.tgz", role="log")
+    get_copytool("s3").copy_out([spec], str(tmp_path), ctx)
+    assert spec.status == "transferred", spec.diag
+    ctx.stageout_deadline = lambda share=2 / 3: time.monotonic() - 1
+    spec = FileSpec(lfn="log.tgz", role="log")
+    get_copytool("s3").copy_out([spec], str(tmp_path), ctx)
+    assert (spec.status, spec.status_code) == ("failed", 1201), spec.diag

@@ -186,3 +186,56 @@ def test_beat_soon_sends_at_once_and_a_failure_is_handed_over():
     assert beat.is_alive() and not c.abort.is_set()  # one job's failure does not end the thread
     beat.stop()
     beat.join(2)
+
+
+def test_command_checks_run_between_heartbeats_and_stop_with_the_job():
+    """[Pilot] command_check asks the channel for commands between heartbeats (heartbeat 1000 s here)."""
+    c = ctx(PILOT_CFG_PILOT_HEARTBEAT="1000", PILOT_CFG_PILOT_COMMAND_CHECK="1")
+    checks, beats = [], []
+    done = threading.Event()
+
+    def check(jobid):
+        checks.append(time.monotonic())
+        if len(checks) >= 2:
+            done.set()
+
+    beat = Heartbeat(c, beats.append, lambda jobid: 1000.0, lambda jobid, exc: None, check)
+    beat.start()
+    started = time.monotonic()
+    beat.watch("1")
+    assert done.wait(5), "two command checks at a 1 s period within 5 s"
+    assert checks[0] - started >= 0.9 and 0.8 <= checks[1] - checks[0] <= 2.0
+    assert beats == []  # no update was sent for them
+    beat.unwatch("1")
+    count = len(checks)
+    time.sleep(1.3)
+    assert len(checks) == count
+    beat.stop()
+    beat.join(2)
+
+
+def test_command_check_applies_kill_commands_only_to_a_running_job():
+    asked = []
+    channel = Channel()
+    channel.commands = lambda the_job: asked.append(the_job.jobid) or ["tobekilled"]
+    reporter = Reporter(ctx(), channel)
+    j = job()
+    reporter.report(j)
+    reporter._check(j.jobid)
+    assert j.kill.code == 1144 and asked == ["1"]
+    reporter._check(j.jobid)  # already being killed: the server is not asked again
+    assert asked == ["1"]
+
+
+def test_command_check_without_channel_support_does_nothing():
+    from pilot.channels.base import Channel as Base
+
+    class Quiet(Base):
+        def update(self, j, data, final):
+            return Reply(ok=True)
+
+    reporter = Reporter(ctx(), Quiet())
+    j = job()
+    reporter.report(j)
+    reporter._check(j.jobid)
+    assert not j.kill.is_set()

@@ -433,7 +433,8 @@ def test_time_formats_and_cpu_fields():
     job.metrics = {"dbTime": 1.5}
     data = update_dict(job, "finished", STATIC, final=True)
     assert data["startTime"] == "2024-02-29 23:59:58" and data["endTime"] == "2024-03-01 00:59:59"
-    assert data["cpuConsumptionTime"] == 1234 and data["cpuConsumptionUnit"] == "s"
+    assert data["cpuConsumptionTime"] == 1234 and data["cpuConsumptionUnit"].startswith("s+")
+    assert "-Core" in data["cpuConsumptionUnit"]
     assert data["cpuConversionFactor"] == 1.0 and data["nEvents"] == 100
     assert data["maxRSS"] == 1000 and data["avgPSS"] == 900
     assert data["jobMetrics"] == "coreCount=1 dbTime=1.5 nEvents=100"

@@ -153,7 +153,8 @@ def make_ctx(tmp_path, **cfg):
     paths = types.SimpleNamespace(main=str(tmp_path), input_dir=str(tmp_path / "storage-in"),
                                   output_dir=str(tmp_path / "storage-out"))
     os.makedirs(paths.input_dir, exist_ok=True)
-    return types.SimpleNamespace(config=load_config(env=env), paths=paths, abort=threading.Event(), abort_reason="")
+    return types.SimpleNamespace(config=load_config(env=env), paths=paths, abort=threading.Event(), abort_reason="",
+                                 stageout_deadline=lambda: float("inf"))
 
 
 @pytest.fixture

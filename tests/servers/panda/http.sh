@@ -37,7 +37,8 @@ start)
     mkdir -p "$BASE/logs"
     echo "=== $(date -u '+%F %T') start" >> "$BASE/logs/http.out"
     # setsid execs in place (a background job of a script is no group leader): $! is the server's PID and PGID
-    PANDA_HOME=$BASE/home PANDA_TEST_HTTP_PORT=$HTTP_PORT PANDA_TEST_HTTPS_PORT=$HTTPS_PORT PANDA_TEST_PKI=$PKI TZ=UTC \
+    PANDA_HOME=$BASE/home PANDA_TEST_HTTP_PORT=$HTTP_PORT PANDA_TEST_HTTPS_PORT=$HTTPS_PORT PANDA_TEST_PKI=$PKI \
+        PANDA_TEST_STATIC_CACHE=$BASE/cache TZ=UTC \
         setsid "$PANDA_VENV/bin/python" "$SCRIPT" "$HTTP_PORT" "$BASE" >> "$BASE/logs/http.out" 2>&1 < /dev/null 9>&- &
     echo $! > "$PIDFILE"
     limit=${PANDA_TEST_HTTP_START_TIMEOUT:-120}

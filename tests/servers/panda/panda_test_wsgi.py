@@ -18,6 +18,10 @@ integration tests, on two listeners of one process (adapted from the project's r
 The PanDA code only checks that SSL_CLIENT_S_DN is present (Protocol.isSecure) and that the DN or an FQAN carries the
 production role (api/v1/common.has_production_role), so the server's own authorisation code runs on either listener.
 
+GET /cache/... is served from $PANDA_TEST_STATIC_CACHE (start.sh fills BASE/cache), as Apache's `Alias /cache/`
+serves the server's cache directory in production: schedconfig/<queue>.all.json is what the server's
+cache_schedconfig daemon writes from the schedconfig_json table (start.sh writes it from the same rows).
+
 It also sets SCRIPT_NAME to the request path, because the server dispatches on SCRIPT_NAME (Apache's
 WSGIScriptAliasMatch gives it the full path; a WSGI server mounted at '/' gives SCRIPT_NAME='' and the path in
 PATH_INFO).
@@ -41,6 +45,22 @@ os.environ.setdefault("TZ", "UTC")
 from pandaserver.server.panda import application as panda_application  # noqa: E402
 
 DEFAULT_DN = os.environ.get("PANDA_TEST_DN", "/DC=test/OU=Robots/CN=Robot: test pilot")
+
+
+_STATIC = os.environ.get("PANDA_TEST_STATIC_CACHE", "")
+
+
+def _static(relative, start_response):
+    """A file under the static cache dir (no '..', no absolute paths), as Apache's Alias would serve it."""
+    parts = [part for part in relative.split("/") if part]
+    path = os.path.join(_STATIC, *parts)
+    if not _STATIC or any(part in (".", "..") for part in parts) or not os.path.isfile(path):
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+    with open(path, "rb") as handle:
+        body = handle.read()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 # getpeercert() attribute names -> the short names of OpenSSL's legacy "/DC=x/CN=y" form (mod_ssl's
@@ -70,6 +90,8 @@ def _certificate_identity(environ, cert):
 
 def application(environ, start_response):
     path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
+    if path.startswith("/cache/") and environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD"):
+        return _static(path[len("/cache/"):], start_response)
     environ["SCRIPT_NAME"] = path
     environ["PATH_INFO"] = ""
     for key in [k for k in environ if k.startswith(("SSL_CLIENT_", "GRST_CRED_", "GRST_CONN_"))]:

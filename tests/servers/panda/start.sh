@@ -62,7 +62,7 @@ $(ss -Hltnp "sport = :$port" 2>/dev/null | head -1) -- stop it or choose other p
 done
 printf 'HTTP_PORT=%s\nHTTPS_PORT=%s\nPG_PORT=%s\nIDP_PORT=%s\n' "$HTTP_PORT" "$HTTPS_PORT" "$PG_PORT" "$IDP_PORT" \
     > "$BASE/ports.env"
-rm -rf "$PGDATA" "$LOGS" "$PANDA_HOME" "$BASE/idp" "$BASE/pki"
+rm -rf "$PGDATA" "$LOGS" "$PANDA_HOME" "$BASE/idp" "$BASE/pki" "$BASE/cache"
 mkdir -p "$LOGS/pandacache" "$LOGS/keys" "$LOGS/auth" "$PANDA_HOME/etc/panda" "$BASE/idp"
 chmod 0755 "$BASE"
 runuser -u postgres -- test -x "$BASE" || die "the postgres user cannot reach $BASE (a parent directory lacks o+x)"
@@ -165,6 +165,13 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 http_ok "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" || die "the OIDC issuer does not answer"
+
+# --- the server's static cache: schedconfig/<queue>.all.json, as its cache_schedconfig daemon writes it ---------------
+mkdir -p "$BASE/cache/schedconfig"
+for queue in $(psql_ "$PG_PORT" -d panda_db -Atc "SELECT panda_queue FROM doma_panda.schedconfig_json"); do
+    psql_ "$PG_PORT" -d panda_db -Atc "SELECT data FROM doma_panda.schedconfig_json WHERE panda_queue = '$queue'" \
+        > "$BASE/cache/schedconfig/$queue.all.json"
+done
 
 # --- test PKI (the server's host certificate and CA; proxies for the pilots) -------------------------------------------
 bash "$HERE/../backends/make-pki.sh" "$BASE/pki" "${PROXY_HOURS:-12}" > /dev/null 2>&1 || die "make-pki.sh failed"

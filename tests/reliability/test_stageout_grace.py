@@ -1,0 +1,99 @@
+"""SIGTERM while stage-out or the log tarball runs longer than the abort grace: the final report still goes out
+within the grace, the transfer is stopped, its partial file in storage removed, the job failed with 1201."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.e2e.pilotrun import PILOT, PilotRun, job_definition, write_job
+
+GRACE = 9
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    jobs, storage = tmp_path / "jobs", tmp_path / "storage"
+    jobs.mkdir()
+    storage.mkdir()
+    return jobs, storage
+
+
+def start_pilot(tmp_path, jobs, storage):
+    cmd = [sys.executable, PILOT, "-q", "LOCAL", "-a", str(tmp_path), "--job-source", f"local:{jobs}",
+           "--input-dir", str(storage), "--output-dir", str(storage)]
+    env = dict(os.environ, PILOT_CFG_PILOT_ABORT_GRACE=str(GRACE), PILOT_CFG_PILOT_KILL_GRACE="1")
+    return subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+
+
+def wait_for(condition, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"condition never met (pilot exit {proc.poll()})")
+
+
+def sigterm_and_finish(tmp_path, proc, panda_id):
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    run = PilotRun(str(tmp_path), proc, out, err)
+    assert run.returncode == 143, err[-3000:]
+    assert took < GRACE, f"the pilot took {took:.1f} s after SIGTERM (abort grace {GRACE} s)"
+    final = run.final(panda_id)
+    assert final["state"] == "failed" and final["pilotErrorCode"] == 1201, final
+    assert "Traceback" not in err
+    return run, final
+
+
+def test_sigterm_during_slow_stageout(tmp_path, dirs):
+    """Storage that takes data slowly (a reader at ~1 MB/s behind the `.part` name): the copy is stopped at two
+    thirds of the grace and its `.part` removed; no output appears in storage."""
+    jobs, storage = dirs
+    write_job(jobs, job_definition(1621, pars="-c 'head -c 30000000 /dev/urandom > out.dat'", outputs=["out.dat"]))
+    os.mkfifo(storage / "out.dat.part")
+    received = []
+
+    def slow_storage():
+        with open(storage / "out.dat.part", "rb") as fifo:
+            while True:
+                chunk = fifo.read(65536)
+                if not chunk:
+                    return
+                received.append(len(chunk))
+                time.sleep(0.05)
+
+    reader = threading.Thread(target=slow_storage, daemon=True)
+    reader.start()
+    proc = start_pilot(tmp_path, jobs, storage)
+    wait_for(lambda: sum(received) > 1 << 20, proc)
+    run, final = sigterm_and_finish(tmp_path, proc, 1621)
+    assert "no time left in the abort grace" in run.stderr
+    reader.join(timeout=10)
+    assert not os.path.lexists(storage / "out.dat.part") and not os.path.exists(storage / "out.dat")
+
+
+def test_sigterm_during_slow_log_tarball(tmp_path, dirs):
+    """An incompressible work dir takes longer to tar than the grace: the tarball stops at a third of the grace,
+    what did not fit is listed, the tarball is shipped, and the final report goes out."""
+    jobs, storage = dirs
+    # 60 incompressible files of 3 MB: the tarball stops between files (no big file to pad with zeros)
+    script = "for i in $(seq 60); do head -c 3000000 /dev/urandom > part$i.bin; done"
+    write_job(jobs, job_definition(1622, pars=f"-c '{script}'"))
+    proc = start_pilot(tmp_path, jobs, storage)
+    wait_for(lambda: glob.glob(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "PanDA_Pilot-1622",
+                                            "1622.job.log.tgz.part")), proc)
+    run, final = sigterm_and_finish(tmp_path, proc, 1622)
+    assert "log tarball cut at the abort grace" in final["pilotErrorDiag"]
+    assert os.path.exists(storage / "1622.job.log.tgz")
+    assert "no time left" in run.stderr
+    assert not glob.glob(str(storage / "*.part"))
