@@ -28,6 +28,7 @@ from pilot.monitor.jobmonitor import JobMonitor  # noqa: E402
 from pilot.payload.process import PayloadProcess  # noqa: E402
 from pilot.queuedata import BUILTIN_LOCAL, from_dict  # noqa: E402
 from pilot.trigger import Trigger  # noqa: E402
+from pilot.settings import Settings  # noqa: E402
 
 
 def cpu() -> float:
@@ -45,7 +46,7 @@ def measure(size: int, ticks: int, workdir: str) -> dict:
     config = load_config()
     ctx = types.SimpleNamespace(config=config, queuedata=from_dict(dict(BUILTIN_LOCAL), "LOCAL"),
                                 paths=types.SimpleNamespace(main=workdir), abort=Trigger(),
-                                settings=types.SimpleNamespace(verify_proxy=True))
+                                settings=Settings(queue="Q", verify_proxy=True))
     job = parse_job({"PandaID": 1, "transformation": "sh"})
     job.workdir = workdir
     monitor = JobMonitor(ctx, job, proc)

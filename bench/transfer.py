@@ -8,6 +8,8 @@ Cases (issue 4): 200 files x 1 MB and 4 files x 256 MB, stage-out then stage-in,
 Targets: large files within 1.2x of the shell loop; many small files >= 3x faster than sequential.
 Starts the storage servers of tests/servers/backends (root; 127.0.0.1 only) and stops them at the end.
 
+With --tools mv alone no server is started.
+
 usage: bench/transfer.py [--small 200] [--large 4] [--large-mb 256] [--tools xrdcp,mv] [--json F] [--baseline F]
 """
 
@@ -32,6 +34,7 @@ from pilot.transfer.storage import load_storage_data  # noqa: E402
 from pilot.trigger import Trigger  # noqa: E402
 from tests.integration.backends import running_storage_servers  # noqa: E402
 from tests.integration.storage import Storage  # noqa: E402
+from pilot.settings import Settings  # noqa: E402
 
 
 def make_files(folder, count, size):
@@ -99,24 +102,28 @@ def main():
     print(f"xrdcp batches: {'XRootD bindings (one child)' if batch.bindings('xrootd') else 'xrdcp CLI (stage-in)'}")
     results = {}
     work = tempfile.mkdtemp(prefix="pilot-bench-transfer-")
-    with running_storage_servers() as servers:
-        storage = Storage(servers)
-        os.environ.update(storage.env())
-        run_cases(args, storage, work, results)
+    if set(args.tools.split(",")) == {"mv"}:  # local copies only: no storage servers to start
+        run_cases(args, None, work, results)
+    else:
+        with running_storage_servers() as servers:
+            storage = Storage(servers)
+            os.environ.update(storage.env())
+            run_cases(args, storage, work, results)
     shutil.rmtree(work, ignore_errors=True)
     report(args, results)
     return 0
 
 
 def run_cases(args, storage, work, results):
-    ddm = load_storage_data(storage.storage_data(os.path.join(work, "ddm.json")))
+    ddm = load_storage_data(storage.storage_data(os.path.join(work, "ddm.json"))) if storage else {}
     queue = from_dict({"nickname": "B", "astorages": {"read_lan": ["XRD_ROOT"], "write_lan": ["XRD_ROOT"]}}, "B")
     for case, count, size in (("small", args.small, 1 << 20), ("large", args.large, args.large_mb << 20)):
         src = os.path.join(work, case)
         names = make_files(src, count, size)
         for tool in args.tools.split(","):
             ctx = types.SimpleNamespace(queuedata=queue, storage=ddm, abort=Trigger(),
-                                        settings=types.SimpleNamespace(capath=storage.cert_dir),
+                                        stageout_deadline=lambda: float("inf"),
+                                        settings=Settings(queue="Q", capath=storage and storage.cert_dir),
                                         paths=types.SimpleNamespace(input_dir=os.path.join(work, "mvstore"),
                                                                     output_dir=os.path.join(work, "mvstore")))
             row = {}

@@ -52,13 +52,40 @@ def _main_dir(settings: Settings, hpc_scratch: str = "") -> str:
     if is_hpc_mode(settings):  # each rank in its own scratch dir (RAM disk or node-local disk)
         return scratch_dir(os.path.abspath(settings.workdir or hpc_scratch), discover_rank())
     if not settings.workdir:
-        return os.getcwd()
+        return _writable_cwd()
     path = os.path.join(os.path.abspath(settings.workdir), f"PanDA_Pilot3_{os.getpid()}_{int(time.time())}")
     try:
         os.makedirs(path, 0o755)
     except OSError as exc:
         raise PilotError(1199, f"cannot create main work dir {path}: {exc}") from None
     return path
+
+
+def _writable_cwd() -> str:
+    """The current dir as the main work dir, if the pilot can write there (else 1199: give -a)."""
+    try:
+        path = os.getcwd()
+        probe = os.path.join(path, f".pilot-write-test-{os.getpid()}")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise PilotError(1199, f"cannot use the current directory as the main work dir ({exc.strerror}); "
+                               f"run the pilot in a writable directory or give -a DIR") from None
+    return path
+
+
+def lifetime_from_env() -> Optional[float]:
+    """PANDAPILOT_LIFETIME (seconds) if set, as Pilot 3 reads it; a value that is no positive number is refused."""
+    raw = os.environ.get("PANDAPILOT_LIFETIME", "")
+    if not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < 1e9):  # also refuses nan and inf
+        raise PilotError(1008, f"PANDAPILOT_LIFETIME={raw[:40]!r} is not a positive number of seconds")
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -126,6 +153,7 @@ def queuedata_sources(settings: Settings, config, main_dir: str):
 def run(settings: Settings, config, main_dir: str, report) -> int:
     from .context import Context, Paths
     from .payload.process import become_subreaper
+    from .net import trust
     from .queuedata import load_queuedata
 
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, settings.queue, main_dir,
@@ -133,6 +161,11 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     check_dependencies()
     for line in notes(settings):
         log.info("%s", line)
+    from .recovery import sweep
+
+    swept = sweep(main_dir)  # a pilot SIGKILLed in this dir before us may have left its payload running
+    if swept:
+        log.warning("swept %d process(es) that a killed pilot left running", swept)
     if not become_subreaper():
         log.warning("could not become a child subreaper: daemonised payload processes may escape clean-up")
     # the copy in the main work dir is not written into the launch dir: the next pilot there would take it
@@ -141,7 +174,8 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     queuedata = load_queuedata(settings.queue, timeout=config.information.download_timeout,
                                attempts=config.information.download_attempts,
                                cache_path=None if os.path.samefile(main_dir, os.getcwd()) else copy,
-                               sources=queuedata_sources(settings, config, main_dir))
+                               sources=queuedata_sources(settings, config, main_dir),
+                               trust=trust(settings.cacert, settings.capath))
     verify_proxy_at_start(settings, config)
     verify_cvmfs_at_start(settings, config, queuedata)
     source = job_source(settings)
@@ -160,19 +194,30 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     paths = Paths(source=os.getcwd(), main=main_dir,
                   input_dir=os.path.abspath(settings.input_dir) if settings.input_dir else storage,
                   output_dir=os.path.abspath(settings.output_dir) if settings.output_dir else storage)
-    lifetime = float(os.environ.get("PANDAPILOT_LIFETIME") or queuedata.maxtime or settings.lifetime)
-    ctx = Context(config=config, settings=settings, queuedata=queuedata, paths=paths, lifetime=lifetime)
+    lifetime = lifetime_from_env() or float(queuedata.maxtime or settings.lifetime)
+    from .experiments import experiment
+
+    ctx = Context(config=config, settings=settings, queuedata=queuedata, paths=paths, lifetime=lifetime,
+                  experiment=experiment(settings.pilot_user))
+    log.info("experiment plug-in: %s", ctx.experiment.name)
     if settings.storagedata_url:
         from .transfer.storage import load_storage_data
 
-        ctx.storage.update(load_storage_data(settings.storagedata_url))
+        ctx.storage.update(load_storage_data(settings.storagedata_url, trust(settings.cacert, settings.capath)))
 
     from .pipeline import Pipeline
 
     channel = make_channel(ctx, source, placement)
     pipeline = Pipeline(ctx, channel)
     pipeline.install_signal_handlers()
-    code = pipeline.run()
+    from .monitor.credentials import start_renewal
+
+    renewer = start_renewal(ctx, channel)  # token/proxy renewal through the server while jobs run
+    try:
+        code = pipeline.run()
+    finally:
+        if renewer:
+            renewer.stop()
     summarize(pipeline, code)
     if ctx.abort_code:
         report.error_code, report.diag = ctx.abort_code, ctx.abort_reason
@@ -314,6 +359,7 @@ def _main(argv: List[str], report) -> tuple:
 
         config = load_config(settings.config or None)
         report.config = config
+        lifetime_from_env()  # a bad value stops the pilot before anything is created
         problem = legacy_selector_refusal(settings, config.pilot.panda_api)
         if problem:
             print(f"pilot: error: {problem}", file=sys.stderr)
@@ -327,7 +373,21 @@ def _main(argv: List[str], report) -> tuple:
         code = run(settings, config, main_dir, report)
         return code, report.diag
     except PilotError as exc:
-        log.error("pilot failed: %s", exc) if logging.getLogger().handlers else print(f"pilot: {exc}",
-                                                                                       file=sys.stderr)
+        _one_line(str(exc))
         report.error_code = exc.code
         return shell_exit_code(exc.code), str(exc)
+    except KeyboardInterrupt:  # SIGINT before the pilot's own handlers are in place
+        _one_line("interrupted (SIGINT) during start-up")
+        report.error_code = 1208
+        return shell_exit_code(1208), "interrupted (SIGINT) during start-up"
+    except Exception as exc:  # noqa: BLE001 -- any other start-up failure: a code and one line, not a traceback
+        log.debug("start-up failure", exc_info=True)
+        text = f"1008 GENERALERROR: {type(exc).__name__}: {str(exc)[:200]}"
+        _one_line(text)
+        report.error_code = 1008
+        return shell_exit_code(1008), text
+
+
+def _one_line(text: str) -> None:
+    """To the pilot log once it exists, else to stderr."""
+    log.error("pilot failed: %s", text) if logging.getLogger().handlers else print(f"pilot: {text}", file=sys.stderr)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import PilotError
+from .net import Trust, get_json
 
 log = logging.getLogger(__name__)
 
@@ -124,34 +125,8 @@ def from_dict(raw: Dict[str, Any], queue: str) -> QueueData:
     return data
 
 
-def _read_source(source: str, timeout: float, attempts: int) -> Dict[str, Any]:
-    if "://" not in source or source.startswith("file://"):
-        path = source[len("file://"):] if source.startswith("file://") else source
-        try:
-            with open(path, "rb") as handle:
-                text = handle.read().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PilotError(1116, f"cannot read queue data file {path}: {exc}") from None
-    else:
-        import requests  # lazily: only remote queue data needs it
-
-        last = ""
-        text = ""
-        for attempt in range(1, max(1, attempts) + 1):
-            try:
-                reply = requests.get(source, timeout=timeout)
-                reply.raise_for_status()
-                text = reply.text
-                break
-            except requests.RequestException as exc:
-                last = str(exc)
-                log.warning("queue data download attempt %d/%d from %s failed: %s", attempt, attempts, source, last)
-        else:
-            raise PilotError(1116, f"cannot download queue data from {source}: {last}")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise PilotError(1117, f"queue data from {source} is not valid JSON: {exc}") from None
+def _read_source(source: str, timeout: float, attempts: int, trust: Optional[Trust] = None) -> Dict[str, Any]:
+    return get_json(source, "queue data", 1116, 1117, timeout=timeout, attempts=attempts, trust_=trust)
 
 
 def _check(data: QueueData, queue: str, source: str) -> QueueData:
@@ -209,14 +184,14 @@ def _cached(path: str, max_age: float) -> Optional[Dict[str, Any]]:
     return raw if isinstance(raw, dict) else None
 
 
-def _fetch(queue: str, sources: Sources, timeout: float, attempts: int) -> tuple:
+def _fetch(queue: str, sources: Sources, timeout: float, attempts: int, trust: Optional[Trust]) -> tuple:
     """(raw JSON, where from) following the order of `Sources`."""
     if sources.launch_file and os.path.isfile(sources.launch_file):
-        return _read_source(sources.launch_file, timeout, attempts), sources.launch_file
+        return _read_source(sources.launch_file, timeout, attempts, trust), sources.launch_file
     url = sources.url or os.environ.get("QUEUEDATA_SERVER_URL", "")
     if url:
         url = url.replace("{pandaqueue}", queue)
-        return _read_source(url, timeout, attempts), url
+        return _read_source(url, timeout, attempts, trust), url
     if queue == LOCAL_QUEUE and not sources.server:
         return copy.deepcopy(BUILTIN_LOCAL), "built-in LOCAL queue"
     raw = _cached(sources.cache_file, sources.cache_age)
@@ -228,7 +203,7 @@ def _fetch(queue: str, sources: Sources, timeout: float, attempts: int) -> tuple
             continue
         where = template.replace("{pandaqueue}", queue)
         try:
-            raw = _read_source(where, timeout, attempts)
+            raw = _read_source(where, timeout, attempts, trust)
             from_dict(raw, queue)  # a document without this queue is a failure of this source, not the end
         except PilotError as exc:
             problems.append(exc.diag)
@@ -248,13 +223,14 @@ def _fetch(queue: str, sources: Sources, timeout: float, attempts: int) -> tuple
 
 def load_queuedata(queue: str, url: str = "", template: str = "", timeout: float = 30,
                    attempts: int = 3, cache_path: Optional[str] = None,
-                   sources: Optional[Sources] = None) -> QueueData:
+                   sources: Optional[Sources] = None, trust: Optional[Trust] = None) -> QueueData:
     """Load and check the queue data; raise PilotError 1116/1117/1359/1386 when the queue cannot be used.
 
-    `cache_path` receives a copy of the queue data used (the main work dir's queuedata.json).
+    `cache_path` receives a copy of the queue data used (the main work dir's queuedata.json); `trust` is the
+    TLS trust for https sources (net.trust: --cacert/--capath).
     """
     sources = sources or Sources(url=url, server=template)
-    raw, source = _fetch(queue, sources, timeout, attempts)
+    raw, source = _fetch(queue, sources, timeout, attempts, trust)
     data = from_dict(raw, queue)
     if cache_path:
         _write_json(cache_path, data.raw)

@@ -102,9 +102,32 @@ def _credentials(settings, config) -> List[Row]:
     if token:
         folder = os.environ.get("OIDC_AUTH_DIR") or os.environ.get("PANDA_AUTH_DIR") or os.getcwd()
         token_path = token if os.path.isabs(token) else os.path.join(folder, token)
-        readable = os.access(token_path, os.R_OK)
-        rows.append(Row("token", token_path if readable else f"{token_path} not readable", readable, 1163))
+        rows.append(_token_row(token_path, settings, config))
     return rows
+
+
+def _token_row(path: str, settings, config) -> Row:
+    """The token's real lifetime: its `exp` claim, decoded without verifying the signature (never printed)."""
+    import time
+
+    from .monitor.credentials import token_file_expiry
+
+    try:
+        expiry = token_file_expiry(path)
+    except OSError as exc:
+        return Row("token", f"{path} not readable: {exc.strerror}", False, 1163)
+    except ValueError as exc:
+        return Row("token", f"{path}: {exc}", False, 1163)
+    if expiry is None:
+        return Row("token", f"{path}: no exp claim (lifetime unknown)", blocking=False, ok=True)
+    left = expiry - time.time()
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(expiry))
+    if left <= 0:
+        return Row("token", f"{path}: expired {-left:.0f} s ago ({when} UTC)", False, 1163)
+    renewal = "renewed through the server while jobs run" if settings.token_renewal else "no renewal (-y)"
+    return Row("token", f"{path}: {left / 3600:.2f} h left (exp {when} UTC; {renewal})",
+               ok=left >= config.token.renew_before, code=1163, blocking=False)
+
 
 
 def _node(settings, config, queue) -> List[Row]:
@@ -130,19 +153,17 @@ def _node(settings, config, queue) -> List[Row]:
 
 
 def _server(settings, config) -> Row:
-    import requests
-
     from .channels.panda import server_url
+    from .net import Client, NetError, trust
 
     url = server_url(settings.url or os.environ.get("PANDA_SERVER_URL", ""), settings.port, config.pilot.pandaserver)
     try:
-        reply = requests.get(f"{url}/api/v1/system/is_alive", timeout=(10, 20),
-                             verify=settings.capath or os.environ.get("X509_CERT_DIR") or True,
-                             headers={"Accept": "application/json"})
+        with Client(trust(settings.cacert, settings.capath), (10, 20), {"Accept": "application/json"}) as client:
+            reply = client.get(f"{url}/api/v1/system/is_alive")
         ok = reply.status_code == 200
         return Row("PanDA server", f"{url}: HTTP {reply.status_code} {reply.text.strip()[:60]}", ok, 1318)
-    except requests.RequestException as exc:
-        return Row("PanDA server", f"{url}: {type(exc).__name__}", False, 1318)
+    except NetError as exc:
+        return Row("PanDA server", f"{url}: {exc.message.split(':')[0]}", False, 1318)
 
 
 def render(rows: List[Row]) -> str:

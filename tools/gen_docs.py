@@ -15,6 +15,8 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOP)
 
 from pilot import errors  # noqa: E402
+from pilot.config import declared, describe  # noqa: E402
+from pilot.config_sections import SECTIONS  # noqa: E402
 
 CODE_IN_SOURCE = re.compile(r"(?<![\w.])(1[0-3]\d\d)(?![\w.])")
 CODE_BY_NAME = re.compile(r"\bErrorCode\.([A-Z0-9_]+)\b")
@@ -25,7 +27,9 @@ def configuration_md() -> str:
              "Generated from `pilot/default.cfg` by `tools/gen_docs.py`; do not edit by hand.", "",
              "Override a value with `--config FILE` (same INI format, only the keys you change) or with the",
              "environment variable `PILOT_CFG_<SECTION>_<KEY>` (e.g. `PILOT_CFG_PILOT_HEARTBEAT=60`). A value must",
-             "have the type of its default; unknown sections and keys are errors.", ""]
+             "have the type of its default and lie in its *range* (declared in `pilot/config_sections.py`); a value",
+             "outside it, an unknown section or key stops the pilot at start-up with 1008 (exit 65) and one line",
+             "naming the setting.", ""]
     section, comments = None, []
     with open(os.path.join(TOP, "pilot", "default.cfg"), encoding="utf-8") as handle:
         for raw in handle:
@@ -34,14 +38,17 @@ def configuration_md() -> str:
                 continue
             if line.startswith("["):
                 section = line.strip("[]")
-                lines += ["", f"## [{section}]", "", "| key | default | meaning |", "| --- | --- | --- |"]
+                lines += ["", f"## [{section}]", "", "| key | default | range | meaning |", "| --- | --- | --- | --- |"]
+                schema = declared(SECTIONS[section])
                 comments = []
             elif line.startswith("#"):
                 comments.append(line.lstrip("# ").strip())
             elif "=" in line and section:
                 key, _, value = (part.strip() for part in line.partition("="))
                 meaning = " ".join(comments).replace("|", "\\|") or "Pilot 3 setting of the same name"
-                lines.append(f"| `{key}` | `{value}` | {meaning} |" if value else f"| `{key}` | (empty) | {meaning} |")
+                allowed = describe(schema[key][1]).replace("|", "\\|")
+                shown = f"`{value}`" if value else "(empty)"
+                lines.append(f"| `{key}` | {shown} | {allowed} | {meaning} |")
                 comments = []
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 

@@ -32,6 +32,8 @@
 # it after the grace); wrapper failures: 1 usage, no usable Python, no work dir; 64 pilot code not available
 # or incomplete; 69 not enough space; 128+N when signal N came before the pilot started.
 # The last line is a summary: "runpilot: pilot exit 0 after 12 s, queue Q, host H".
+# A pilot that died of a signal (SIGKILL: it could not clean up) gets its payload swept by
+# `python -m pilot.recovery` from the records it left in its main work dir.
 
 # shellcheck disable=SC2317  # functions run from traps look unreachable to shellcheck
 set -u
@@ -533,4 +535,13 @@ rc=$WAIT_RC
 PILOT_DONE=1
 log "==== pilot output END ===="
 log "pilot exit code $rc"
+if [ "$rc" -ge 128 ] && [ -f "$PILOT_DIR/pilot/recovery.py" ]; then
+    # died of a signal (SIGKILL: it could not clean up): sweep the payload processes its records name
+    sweep_dirs=("$RUN_DIR")
+    if [ -n "${PILOT_WORKDIR:-}" ]; then
+        for d in "$PILOT_WORKDIR"/PanDA_Pilot3_"$PILOT_PID"_*; do [ -d "$d" ] && sweep_dirs+=("$d"); done
+    fi
+    while IFS= read -r line; do log "$line"; done < <(PYTHONPATH="$PILOT_DIR${PYTHONPATH:+:$PYTHONPATH}" \
+        "$PYTHON" -m pilot.recovery "${sweep_dirs[@]}" 2>&1)
+fi
 exit "$rc"

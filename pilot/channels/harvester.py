@@ -78,8 +78,8 @@ class HarvesterChannel(Channel):
         self.attributes_path = settings.harvester_workerattributes or os.path.join(self.ap, cfg.workerattributes_file)
         self.events_path = settings.harvester_eventstatusdump or os.path.join(self.ap, cfg.stageoutn_file)
         self.request_path = os.path.join(self.ap, cfg.job_request_file)
-        self.poll_interval = float(cfg.job_poll_interval)
-        self.wait_limit = float(cfg.job_wait_limit)
+        self.poll_interval = cfg.job_poll_interval
+        self.wait_limit = cfg.job_wait_limit
         self.push = settings.harvester_submitmode == "PUSH"
         self._served = 0
         self._heartbeat_stop = threading.Event()
@@ -218,7 +218,7 @@ class HarvesterChannel(Channel):
     def _heartbeat_loop(self) -> None:
         """worker_heartbeat.json every [Harvester] heartbeat_period s, whatever the job does (Harvester kills a
         worker whose file is older than its worker_heartbeat limit)."""
-        period = max(1.0, float(self.ctx.config.harvester.heartbeat_period))
+        period = self.ctx.config.harvester.heartbeat_period
         while True:
             try:
                 self._touch_heartbeat()

@@ -22,9 +22,11 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Set, Tuple
 
 from ..errors import PilotError
+from .. import recovery
 from ..files import read_regular, write_json_atomic
-from ..job import Job
+from ..job import Job, JobState
 from ..jobparser import job_id_of, parse_job, parse_jobs, split_definitions
+from ..jobwire import update_dict
 from ..transfer.checksum import file_checksum
 from .base import Channel, Reply
 
@@ -102,6 +104,9 @@ class LocalChannel(Channel):
         self._pending: Deque[Tuple[str, Any]] = deque()
         self._seen: Dict[str, str] = {}  # PandaID -> job file it came from: a second file with it is refused
         self._skipped: Set[str] = set()  # non-regular *.json names already reported
+        self._claim_records: Dict[str, str] = {}  # claimed file -> its owner record
+        self._owner_records: Dict[str, str] = {}  # PandaID -> DIR/.claimed/<claimed file>.owner, until final
+        self._recovered = False
 
     # --- jobs ------------------------------------------------------------------------------------------------
     def fetch(self, max_jobs: int = 1) -> List[Job]:
@@ -111,6 +116,9 @@ class LocalChannel(Channel):
                 self._served += 1
                 jobs.append(parse_job(fake_job_definition(self._served, self.ctx.paths.input_dir), self.max_field))
                 continue
+            if not self._recovered:
+                self._recovered = True
+                self.recover()
             while not self._pending:
                 if not self._claim_next_file():
                     return jobs
@@ -119,7 +127,12 @@ class LocalChannel(Channel):
                 found = [raw]
             else:
                 found = parse_jobs([raw], self.max_field, f"job file {source}")  # id-less ones are skipped
-            jobs += [job for job in found if self._first_claim(job.jobid, source)]
+            for job in found:
+                if self._first_claim(job.jobid, source):
+                    jobs.append(job)
+                    record = self._claim_records.get(source)
+                    if record:
+                        self._owner_records[job.jobid] = record
         return jobs
 
     def _first_claim(self, jobid: str, source: str) -> bool:
@@ -163,9 +176,59 @@ class LocalChannel(Channel):
                 os.rename(path, claimed)  # atomic: only one pilot wins a file
             except OSError:
                 continue
+            record = recovery.record_claim(os.path.join(self.job_dir, CLAIMED_DIR), os.path.basename(claimed),
+                                           self.ctx.paths.main)
+            if record:
+                self._claim_records[claimed] = record
             self._pending.extend(self._read_jobs(claimed, name))
             return True
         return False
+
+    def recover(self) -> int:
+        """Jobs claimed from DIR by a pilot that died (SIGKILL) before their final report: its payloads are
+        swept, and each job is reported failed with 1317 where that pilot reported it; returns how many."""
+        reported = 0
+        for orphan in recovery.orphaned_claims(os.path.join(self.job_dir, CLAIMED_DIR)):
+            owner_main = str(orphan.get("main") or "")
+            if owner_main and os.path.isdir(owner_main):
+                recovery.sweep(owner_main)
+            report_root = os.path.join(owner_main, "reports") if owner_main and os.path.isdir(owner_main) \
+                else self.report_root
+            path = os.path.join(self.job_dir, orphan["claimed_name"])
+            for _source, raw in self._read_jobs_only(path):
+                try:
+                    job = parse_job(raw, self.max_field)
+                except PilotError:
+                    continue
+                if recovery.has_final_report(os.path.dirname(report_root), job.jobid):
+                    continue
+                job.fail(recovery.LOST_HEARTBEAT, f"pilot {orphan.get('pid')} that ran the job on "
+                                                  f"{orphan.get('host')} died without reporting it (lost heartbeat)")
+                job.state = JobState.FAILED
+                data = update_dict(job, "failed", self.ctx.static_update_fields(), True)
+                folder = os.path.join(report_root, job.jobid)
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                    count = len([name for name in os.listdir(folder) if name.startswith("update-")])
+                    write_json_atomic(os.path.join(folder, f"update-{count + 1:03d}-failed.final.json"), data)
+                except OSError as exc:
+                    log.error("job %s of dead pilot %s: final report not written: %s", job.jobid,
+                              orphan.get("pid"), exc)
+                    continue
+                reported += 1
+                log.warning("job %s was claimed by pilot %s, which died without a final report: reported failed "
+                            "with %d", job.jobid, orphan.get("pid"), recovery.LOST_HEARTBEAT)
+            recovery.forget(orphan["record_path"])
+        return reported
+
+    def _read_jobs_only(self, path: str) -> List[Tuple[str, Any]]:
+        """The definitions in a claimed file, without putting any back (recovery)."""
+        try:
+            document = json.loads(read_regular(path, MAX_JOB_FILE).decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            log.error("claimed job file %s of a dead pilot is not readable (%s)", path, str(exc)[:200])
+            return []
+        return [(path, definition) for definition in split_definitions(document)]
 
     def _read_jobs(self, path: str, name: str) -> List[Tuple[str, Any]]:
         try:
@@ -207,4 +270,6 @@ class LocalChannel(Channel):
         self._updates[job.jobid] = number
         path = os.path.join(folder, f"update-{number:03d}-{data['state']}{suffix}.json")
         write_json_atomic(path, data)
+        if final:  # reported: a later pilot has nothing to recover for this job
+            recovery.forget(self._owner_records.pop(job.jobid, None))
         return Reply(ok=True, where=path)

@@ -1,8 +1,8 @@
 """PanDA server channel: jobs from /api/v1/pilot/acquire_jobs, updates to /api/v1/pilot/update_job.
 
-Transport is one `requests.Session` (imported here, only when this channel is used): X509 proxy as client
-certificate, or an OIDC bearer token plus Origin; TLS always verified (--capath, --cacert, X509_CERT_DIR, or
-the system CAs -- there is no way to turn verification off). The legacy /server/panda/ protocol is used when
+Transport is one net.Client (requests, imported at the first request): X509 proxy as client certificate, or an
+OIDC bearer token plus Origin (the token file is read per request: it may be renewed while jobs run); TLS always
+verified (net.trust: --cacert, --capath, X509_CERT_DIR, or the system CAs). The legacy /server/panda/ protocol is used when
 [Pilot] panda_api says so, or automatically when the server answers a v1 call with 404 or "forbidden".
 Every update is spooled before it is sent (spool.py); a final one is retried until acknowledged.
 """
@@ -15,12 +15,13 @@ import re
 import shutil
 import socket
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import CredentialsRefused, PilotError
 from ..job import Job
 from ..jobparser import parse_jobs
+from ..net import Client, NetError, trust_from
 from . import panda_protocol as proto
 from .base import Channel, Reply
 from .spool import Spool, deliver_final
@@ -71,48 +72,31 @@ class PandaChannel(Channel):
         return channel
 
     def __init__(self, ctx, spool_dir: str):
-        import requests  # lazily: only pilots talking to a server pay for it
-
         self.ctx = ctx
-        self.requests = requests
         cfg = ctx.config.pilot
         self.base = server_url(ctx.settings.url, ctx.settings.port, cfg.pandaserver)
         self.api = cfg.panda_api  # auto | v1 | legacy
         if self.api not in ("auto", "v1", "legacy"):
             raise PilotError(1008, f"[Pilot] panda_api must be auto, v1 or legacy, not {self.api!r}")
-        self.timeout = (cfg.http_connect_timeout, cfg.http_maxtime)
         self.spool = Spool(spool_dir)
-        self.session = requests.Session()
-        self.session.headers.update({"Accept": "application/json",
-                                     "User-Agent": f"pilot/{__version__}"})
-        self._setup_auth()
-        self.requests_sent = 0
+        self.token_file = _token_path()
+        self.origin = os.environ.get("OIDC_AUTH_ORIGIN") or os.environ.get("PANDA_AUTH_ORIGIN") or ""
+        if self.token_file and not self.origin:
+            raise PilotError(1008, "a token is configured (OIDC_AUTH_TOKEN/PANDA_AUTH_TOKEN) but no origin "
+                                   "(OIDC_AUTH_ORIGIN/PANDA_AUTH_ORIGIN, e.g. atlas.production)")
+        # a token replaces the proxy as credential: the proxy is then not shown as client certificate
+        self.http = Client(trust_from(ctx, client_cert=not self.token_file),
+                           (cfg.http_connect_timeout, cfg.http_maxtime),
+                           {"Accept": "application/json", "User-Agent": f"pilot/{__version__}"})
+        log.info("server %s, %s, trusting %s", self.base, self._credential(), self.http.trust.where)
+        if not self.token_file and not self.http.trust.cert and self.base.startswith("https://"):
+            log.warning("server %s: no token and no X509 proxy found: requests are anonymous", self.base)
         self.last_task_id = 0  # the previous job's task, for --allow-same-user
         self.jobs_received = 0  # a follow-up request (time floor) must say how much lifetime is left
 
-    # --- transport --------------------------------------------------------------------------------------------
-    def _setup_auth(self) -> None:
-        settings = self.ctx.settings
-        capath = settings.capath or os.environ.get("X509_CERT_DIR")
-        if settings.cacert and os.path.isfile(settings.cacert):
-            self.session.verify = settings.cacert
-        elif capath and os.path.isdir(capath):
-            self.session.verify = capath
-        self.token_file = _token_path()
-        self.origin = os.environ.get("OIDC_AUTH_ORIGIN") or os.environ.get("PANDA_AUTH_ORIGIN") or ""
-        if self.token_file:
-            if not self.origin:
-                raise PilotError(1008, "a token is configured (OIDC_AUTH_TOKEN/PANDA_AUTH_TOKEN) but no origin "
-                                       "(OIDC_AUTH_ORIGIN/PANDA_AUTH_ORIGIN, e.g. atlas.production)")
-            log.info("server %s, token authentication (token file %s, origin %s)", self.base, self.token_file,
-                     self.origin)
-            return
-        proxy = os.environ.get("X509_USER_PROXY") or (f"/tmp/x509up_u{os.getuid()}")
-        if os.path.isfile(proxy):
-            self.session.cert = (proxy, proxy)
-            log.info("server %s, X509 proxy %s", self.base, proxy)
-        elif self.base.startswith("https://"):
-            log.warning("server %s: no token and no X509 proxy (%s) found: requests are anonymous", self.base, proxy)
+    @property
+    def requests_sent(self) -> int:
+        return self.http.sent
 
     def _auth_headers(self) -> Dict[str, str]:
         if not self.token_file:
@@ -130,13 +114,10 @@ class PandaChannel(Channel):
         Raises _UseLegacy when a v1 call is not understood by an old server.
         """
         url = f"{self.base}{path}"
-        self.requests_sent += 1
         try:
-            # verify/cert given per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override the session's
-            response = self.session.post(url, json=json_body, data=form, headers=self._auth_headers(),
-                                         timeout=self.timeout, verify=self.session.verify, cert=self.session.cert)
-        except self.requests.RequestException as exc:
-            log.warning("POST %s failed: %s", url, type(exc).__name__ if "token" in str(exc).lower() else exc)
+            response = self.http.post(url, json=json_body, data=form, headers=self._auth_headers())
+        except NetError as exc:
+            log.warning("POST %s failed: %s", url, exc.message)
             return None
         if response.status_code in (403, 404) and path.startswith("/api/") and self.api == "auto" and (
                 response.status_code == 404 or "forbidden" in response.text.lower()):
@@ -160,7 +141,8 @@ class PandaChannel(Channel):
     def _credential(self) -> str:
         if self.token_file:
             return f"token ({self.token_file}, origin {self.origin})"
-        return f"X509 proxy ({self.session.cert[0]})" if self.session.cert else "anonymous request (no token, no proxy)"
+        cert = self.http.trust.cert
+        return f"X509 proxy ({cert[0]})" if cert else "anonymous request (no token, no proxy)"
 
     def _call(self, method: str, v1_body: Dict[str, Any], legacy_method: str, legacy_form: Dict[str, str]):
         return self.api_call(f"pilot/{method}", v1_body, legacy_method, legacy_form)
@@ -280,18 +262,47 @@ class PandaChannel(Channel):
             log.info("%s (spooled %s)", what, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record["created"])))
             if self._deliver_final(path, record["data"], what).ok:
                 done += 1
+        from ..eventservice.reporter import replay_spooled
+        from ..eventservice.source import PandaEventSource
+        from ..job import Job
+
+        ranges = replay_spooled(directory, lambda jobid: PandaEventSource(self, Job(jobid=jobid)))
+        if ranges:
+            log.info("replayed %d spooled event range update(s)", ranges)
         return done
 
     # --- worker and node information (best effort: one attempt, failures only logged) ------------------------
     def _get(self, path: str) -> Optional[proto.ServerReply]:
-        self.requests_sent += 1
         try:
-            response = self.session.get(f"{self.base}{path}", headers=self._auth_headers(), timeout=self.timeout,
-                                        verify=self.session.verify, cert=self.session.cert)
-        except self.requests.RequestException as exc:
-            log.warning("GET %s failed: %s", path, exc)
+            response = self.http.get(f"{self.base}{path}", headers=self._auth_headers())
+        except NetError as exc:
+            log.warning("GET %s failed: %s", path, exc.message)
             return None
         return proto.decode_reply(response.text) if response.status_code == 200 else None
+
+    def fetch_credential(self, method: str, params: Dict[str, str]) -> Tuple[Optional[str], str]:
+        """GET /api/v1/creds/<method> (get_access_token, get_proxy): (the new token or proxy, "") or (None, why).
+
+        Both answer {"user_proxy": ...} (yes, also for a token). Never logs the credential.
+        """
+        if self.api == "legacy":
+            return None, "the legacy protocol has no credential calls this pilot uses (panda-server < 1.0)"
+        self.requests_sent += 1
+        try:
+            response = self.session.get(f"{self.base}/api/v1/creds/{method}", params=params,
+                                        headers=self._auth_headers(), timeout=self.timeout,
+                                        verify=self.session.verify, cert=self.session.cert)
+        except (self.requests.RequestException, PilotError) as exc:
+            return None, f"{type(exc).__name__}: {_clean(str(exc))}"
+        if response.status_code != 200:
+            return None, f"HTTP {response.status_code}: {_clean(response.text)}"
+        reply = proto.decode_reply(response.text)
+        if not reply.ok:
+            return None, _clean(reply.message) or "refused"
+        value = reply.data.get("user_proxy") if isinstance(reply.data, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            return None, "the answer holds no credential"
+        return value, ""
 
     def commands(self, job: Job) -> Optional[List[str]]:
         """job/get_status (v1 only): the job's status and pending commandToPilot, one primary-key read on the server.
@@ -301,13 +312,11 @@ class PandaChannel(Channel):
         """
         if self.api == "legacy":
             return None
-        self.requests_sent += 1
         url = f"{self.base}/api/v1/job/get_status"
         try:
-            response = self.session.get(url, params={"job_ids": int(job.jobid)}, headers=self._auth_headers(),
-                                        timeout=self.timeout, verify=self.session.verify, cert=self.session.cert)
-        except (self.requests.RequestException, ValueError, PilotError) as exc:
-            log.info("command check of job %s failed: %s", job.jobid, exc)
+            response = self.http.get(url, params={"job_ids": int(job.jobid)}, headers=self._auth_headers())
+        except (NetError, ValueError, PilotError) as exc:
+            log.info("command check of job %s failed: %s", job.jobid, getattr(exc, "message", exc))
             return []
         reply = proto.decode_reply(response.text) if response.status_code == 200 else None
         if reply is None or not reply.ok or not isinstance(reply.data, list) or not reply.data or \
@@ -355,7 +364,7 @@ class PandaChannel(Channel):
     def close(self) -> None:
         self.worker_status("finished")
         log.info("%d request(s) to %s in %.2f s", self.requests_sent, self.base, self.ctx.elapsed())
-        self.session.close()
+        self.http.close()
 
 
 class _UseLegacy(Exception):

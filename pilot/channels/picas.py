@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ERRORS, CredentialsRefused, PilotError
 from ..job import Job
+from ..net import Client, trust_from
 from ..payload.untrusted import read_inside, tail_inside
 from ..masking import mask
 from .base import Channel, Reply
@@ -60,19 +61,12 @@ class PicasChannel(Channel):
         return cls(ctx, address, os.path.join(ctx.paths.main, "spool"))
 
     def __init__(self, ctx, target: str, spool_dir: str):
-        import requests  # lazily: only PiCaS pilots pay for it
-
         self.ctx = ctx
         self.cfg = ctx.config.picas
         server, db, auth = read_credentials(target, self.cfg.credentials_file)
-        verify: Any = True
-        capath = ctx.settings.capath or os.environ.get("X509_CERT_DIR")
-        if ctx.settings.cacert and os.path.isfile(ctx.settings.cacert):
-            verify = ctx.settings.cacert
-        elif capath and os.path.isdir(capath):
-            verify = capath
-        self.couch = Couch(requests, server, db, auth, (float(self.cfg.connect_timeout), float(self.cfg.timeout)),
-                           verify)
+        client = Client(trust_from(ctx), (self.cfg.connect_timeout, self.cfg.timeout), {"Accept": "application/json"},
+                        auth)
+        self.couch = Couch(client, server, db)
         self.db = db
         self.hostname = socket.gethostname()
         self.spool = Spool(spool_dir)
@@ -114,7 +108,7 @@ class PicasChannel(Channel):
         try:
             self._prepare()
             if self.cfg.lease > 0:
-                self.scrub_stale(float(self.cfg.lease))
+                self.scrub_stale(self.cfg.lease)
             jobs: List[Job] = []
             while len(jobs) < max_jobs:
                 job = self._claim_one()
@@ -131,8 +125,8 @@ class PicasChannel(Channel):
             raise PilotError(1318, f"PiCaS refused: {exc.message}") from None
 
     def _claim_one(self) -> Optional[Job]:
-        for _ in range(max(1, int(self.cfg.claim_attempts))):
-            rows = self.couch.view(self.cfg.design_doc, "todo", limit=int(self.cfg.view_window), include_docs=True)
+        for _ in range(self.cfg.claim_attempts):
+            rows = self.couch.view(self.cfg.design_doc, "todo", limit=self.cfg.view_window, include_docs=True)
             if not rows:
                 log.info("PiCaS: no token in the todo view")
                 return None
@@ -341,7 +335,7 @@ class PicasChannel(Channel):
     # --- helpers ----------------------------------------------------------------------------------------------
     def _log_tail(self, job: Job) -> str:
         """The last [PiCaS] log_tail_kb of the payload's stdout and stderr (read now: the work dir goes soon)."""
-        limit = int(self.cfg.log_tail_kb) * 1024
+        limit = self.cfg.log_tail_kb * 1024
         parts = []
         payload = self.ctx.config.payload
         for name in (payload.payloadstdout, payload.payloadstderr):

@@ -1,4 +1,4 @@
-"""The few CouchDB calls a PiCaS worker needs, over one `requests` session (imported by the caller's module).
+"""The few CouchDB calls a PiCaS worker needs, over one net.Client (trust, timeouts, basic auth set by the caller).
 
 Documents are read and written whole with their `_rev`: a write with a stale `_rev` is refused with 409, which
 is what makes claiming a token safe without any server-side lock. Three outcomes per call, kept apart because the
@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from ..errors import PilotError
 from ..masking import mask
+from ..net import Client, NetError
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,11 @@ def doc_path(doc_id: str) -> str:
 
 
 class Couch:
-    def __init__(self, requests_module, server: str, db: str, auth: Optional[Tuple[str, str]],
-                 timeout: Tuple[float, float], verify: Any = True):
-        self.requests = requests_module
+    def __init__(self, client: Client, server: str, db: str):
+        self.client = client
         self.server = server
         self.db = db
         self.base = f"{server}/{quote(db, safe='')}"
-        self.session = requests_module.Session()
-        self.session.auth = auth
-        self.session.verify = verify
-        self.session.headers.update({"Accept": "application/json"})
-        self.timeout = timeout
 
     def __repr__(self) -> str:
         return f"Couch({mask(self.base)})"
@@ -77,9 +72,9 @@ class Couch:
     def _request(self, method: str, path: str, **kwargs):
         url = f"{self.base}/{path}" if path else self.base
         try:
-            reply = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except self.requests.RequestException as exc:
-            raise Unavailable(0, f"{method} {mask(url)}: {type(exc).__name__}: {mask(str(exc))[:200]}") from None
+            reply = self.client.request(method, url, **kwargs)
+        except NetError as exc:
+            raise Unavailable(0, f"{method} {mask(url)}: {exc.message}") from None
         if reply.status_code >= 500 or reply.status_code in (408, 429):
             raise Unavailable(reply.status_code, f"{method} {mask(url)}: HTTP {reply.status_code} "
                                                  f"{reply.text[:200].strip()}")
@@ -155,7 +150,7 @@ class Couch:
         return reply.content
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()
 
 
 def read_credentials(target: str, credentials_file: str) -> Tuple[str, str, Tuple[str, str]]:

@@ -50,8 +50,8 @@ class EventServiceDriver:
         self.cfg = cfg
         self.source = source or PandaEventSource(channel, job)
         spool = getattr(getattr(channel, "spool", None), "directory", "") or os.path.join(ctx.paths.main, "spool")
-        self.reporter = RangeReporter(self.source, spool, job.jobid, int(cfg.update_batch), float(cfg.update_interval))
-        self.lookahead = max(1, int(cfg.lookahead_per_core) * max(1, job.corecount))
+        self.reporter = RangeReporter(self.source, spool, job.jobid, cfg.update_batch, cfg.update_interval)
+        self.lookahead = cfg.lookahead_per_core * max(1, job.corecount)
         self.cond = threading.Condition()
         self.answers: Deque[Dict[str, Any]] = collections.deque()
         self.ready: Deque[Dict[str, Any]] = collections.deque()  # fetched, not yet sent
@@ -91,14 +91,15 @@ class EventServiceDriver:
         left = self.ctx.remaining()
         if self.job.maxwalltime and self.job.started_at:
             left = min(left, self.job.started_at + self.job.maxwalltime - time.time())
-        return left - float(self.cfg.stop_margin)
+        return left - self.cfg.stop_margin
 
     def _time_short(self) -> bool:
+        """Would the ranges in flight plus one more, at the rate so far, end after the time left?"""
         answered = self.counts["finished"] + self.counts["failed"]
         if not answered:
             return self._time_left() <= 0
-        per_range = (time.monotonic() - self.first_sent) / answered * self.lookahead
-        return (len(self.sent) + 1) * per_range / self.lookahead > self._time_left()
+        seconds_per_range = (time.monotonic() - self.first_sent) / answered
+        return (len(self.sent) + 1) * seconds_per_range > self._time_left()
 
     def _feed(self) -> None:
         delay = 1.0
@@ -113,15 +114,20 @@ class EventServiceDriver:
                     log.info("job %s: too little time left for more event ranges", self.job.jobid)
                     self.exhausted = True
                 else:
-                    got = self.source.fetch(max(int(self.cfg.fetch_batch), want))
+                    got = self.source.fetch(max(self.cfg.fetch_batch, want))
                     if got is None:
                         with self.cond:
                             self.cond.wait(delay)
-                        delay = min(delay * 2, float(self.cfg.fetch_retry_max))
+                        delay = min(delay * 2, self.cfg.fetch_retry_max)
                         continue
                     delay = 1.0
-                    self.ready.extend(got)
-                    self.counts["fetched"] += len(got)
+                    with self.cond:
+                        self.counts["fetched"] += len(got)
+                        if self.done:  # finish() gave up waiting for this fetch: settle the late ranges here
+                            for entry in got:
+                                self._report(entry, "failed", 1224, "fetched after the payload had ended")
+                            return
+                        self.ready.extend(got)
                     if not got:
                         self.exhausted = True
             with self.cond:

@@ -73,7 +73,7 @@ class Check:
     interval_key = "disk_space_verification_time"  # [Pilot] key holding the interval
 
     def interval(self, ctx) -> float:
-        return float(getattr(ctx.config.pilot, self.interval_key))
+        return getattr(ctx.config.pilot, self.interval_key)
 
     def run(self, state: MonitorState) -> Result:
         raise NotImplementedError

@@ -40,7 +40,7 @@ class JobMonitor(GuardedThread):
         self._halt.set()
 
     def work(self) -> None:
-        sample_every = float(self.ctx.config.pilot.memory_usage_verification_time)
+        sample_every = self.ctx.config.pilot.memory_usage_verification_time
         due: Dict[object, float] = {"sample": time.monotonic() + min(sample_every, 5.0)}
         for check in self.checks:
             due[check] = time.monotonic() + check.interval(self.ctx)

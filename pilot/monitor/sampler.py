@@ -14,6 +14,8 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from ..payload.untrusted import open_to_write
+
 log = logging.getLogger(__name__)
 
 COLUMNS = ("Time", "nprocs", "nthreads", "pss", "rss", "swap", "vmem", "rchar", "read_bytes", "wchar",
@@ -30,6 +32,9 @@ class TreeSampler:
         self.workdir = workdir
         self.started = time.time()
         self.samples: List[Dict[str, float]] = []
+        # running maxima and sums: summary() is asked for at every sample (live updates), so it must not rescan
+        self._max: Dict[str, float] = {}
+        self._sum: Dict[str, float] = {}
         self.cpu_seconds = 0.0  # CPU time of the tree so far, reaped children included (never goes down)
         self._last: Dict[int, Dict[str, float]] = {}  # pid -> last counters seen (for exited processes)
         self._output = os.path.join(workdir, OUTPUT_FILE)
@@ -82,6 +87,9 @@ class TreeSampler:
         for key in MEMORY:
             row[key] = int(row[key])
         self.samples.append(row)
+        for key in COLUMNS[1:]:
+            self._max[key] = max(self._max.get(key, row[key]), row[key])
+            self._sum[key] = self._sum.get(key, 0.0) + row[key]
         self._write(self._output, "a", "\t".join(str(int(row[key]) if key not in ("stime", "utime", "wtime")
                                                   else round(row[key], 2)) for key in COLUMNS) + "\n")
         return row
@@ -89,10 +97,8 @@ class TreeSampler:
     def summary(self) -> Dict[str, Dict[str, float]]:
         if not self.samples:
             return {"Max": {}, "Avg": {}}
-        keys = [key for key in COLUMNS if key != "Time"]
-        maxima = {key: max(sample[key] for sample in self.samples) for key in keys}
-        averages = {key: round(sum(sample[key] for sample in self.samples) / len(self.samples), 2) for key in keys}
-        return {"Max": maxima, "Avg": averages}
+        count = len(self.samples)
+        return {"Max": dict(self._max), "Avg": {key: round(total / count, 2) for key, total in self._sum.items()}}
 
     def write_summary(self) -> Dict[str, Dict[str, float]]:
         summary = self.summary()
@@ -102,7 +108,7 @@ class TreeSampler:
     def _write(self, path: str, mode: str, text: str) -> None:
         """The files are for the log tarball: a full disk (or a vanished work dir) costs them, never the job."""
         try:
-            with open(path, mode, encoding="ascii") as handle:
+            with open_to_write(path, append=mode == "a") as handle:  # never through a payload's symlink
                 handle.write(text)
         except OSError as exc:
             if not self._write_failed:

@@ -22,7 +22,7 @@ PROC_CGROUP = "/proc/self/cgroup"
 MOUNTINFO = "/proc/self/mountinfo"
 # the shim: move itself ("0" = the writer) into the job's cgroup, then become the payload; a failed move is
 # silent (the payload is still found through the pilot's ancestry)
-SHIM = 'echo 0 > "$0" 2>/dev/null; exec "$@"'
+SHIM = '{ echo 0 > "$0"; } 2>/dev/null; exec "$@"'
 
 
 def cgroup2_mount(mountinfo: str = MOUNTINFO) -> Optional[str]:

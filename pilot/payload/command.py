@@ -10,10 +10,13 @@ import logging
 import os
 import shlex
 import shutil
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import PilotError
 from ..job import Job
+from ..experiments.hooks import wrap_payload
+from ..net import Trust, download, trust_from
+from ..masking import mask
 from .containers import plan_container, wrap_command
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ def allowed_base_urls(ctx) -> List[str]:
     return urls
 
 
-def fetch_transformation(url: str, workdir: str, allowed: List[str]) -> str:
+def fetch_transformation(url: str, workdir: str, allowed: List[str], trust: Optional[Trust] = None) -> str:
     """Download an analysis transformation into the work dir; returns its file name. 1149 on any failure.
 
     Only URLs under an allowed base URL are fetched: a job definition must not make a worker node download
@@ -75,15 +78,8 @@ def fetch_transformation(url: str, workdir: str, allowed: List[str]) -> str:
         if not any(url.startswith(base if base.endswith("/") else base + "/") for base in allowed):
             raise PilotError(1149, f"transformation URL {url[:120]} is not under an allowed base URL "
                                    f"(-g/--baseurls, PANDA_BASE_URLS, [Payload] trf_base_urls)")
-        import requests
-
-        try:
-            reply = requests.get(url, timeout=(30, 300))
-            reply.raise_for_status()
-        except requests.RequestException as exc:
-            raise PilotError(1149, f"cannot download transformation {url[:120]}: {exc}") from None
-        with open(dest, "wb") as handle:
-            handle.write(reply.content)
+        download(url, dest, 1149, "transformation", timeout=(30, 300), attempts=3, trust_=trust,
+                 shown=mask(url)[:120])
     try:
         os.chmod(dest, 0o755)
     except OSError as exc:
@@ -97,14 +93,18 @@ def payload_command(job: Job, ctx) -> Tuple[List[str], Dict[str, str]]:
     plan = plan_container(job, ctx.queuedata)
     trf = job.transformation
     if trf.startswith(("http://", "https://")):
-        trf = "./" + fetch_transformation(trf, job.workdir, allowed_base_urls(ctx))
+        trf = "./" + fetch_transformation(trf, job.workdir, allowed_base_urls(ctx), trust_from(ctx))
     if "/" in trf and plan is None:
         path = trf if os.path.isabs(trf) else os.path.join(job.workdir, trf)
         if not os.path.isfile(path):
             raise PilotError(1346, f"transformation {trf[:80]} not found")
     command = shlex.quote(trf) + (" " + job.jobpars if job.jobpars else "")
     env = payload_environment(job, ctx)
+    experiment = ctx.experiment
+    env.update(experiment.environment(job, ctx))
+    command = wrap_payload(command, experiment, job, ctx)
     if plan is None:
         return ["/bin/bash", "-c", command], env
+    plan.binds = [path for path in experiment.container_binds(job, ctx) if os.path.exists(path)]
     log.info("job %s runs in %s container %s", job.jobid, plan.runtime, plan.image)
     return wrap_command(plan, command, job.workdir, env), env

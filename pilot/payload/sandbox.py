@@ -25,6 +25,7 @@ from typing import Dict, List, Mapping, Optional
 
 from ..errors import PilotError
 from ..masking import mask
+from ..net import download, trust_from
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +35,11 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 def fetch(url: str, dest: str, ctx) -> None:
     """Download `url` (http(s)://, file:// or a local path; other schemes through gfal-copy) to `dest`."""
     cfg = ctx.config.payload
-    limit = int(cfg.sandbox_max_mb) * 1024 * 1024
+    limit = cfg.sandbox_max_mb * 1024 * 1024
     shown = mask(url)[:200]
     if url.startswith(("http://", "https://")):
-        import requests  # lazily: only jobs with a sandbox need it
-
-        try:
-            with requests.get(url, stream=True, timeout=(30, float(cfg.sandbox_timeout))) as reply:
-                reply.raise_for_status()
-                size = 0
-                with open(dest, "wb") as handle:
-                    for chunk in reply.iter_content(1 << 20):
-                        size += len(chunk)
-                        if size > limit:
-                            raise PilotError(1246, f"sandbox {shown} is larger than {cfg.sandbox_max_mb} MB")
-                        handle.write(chunk)
-        except requests.RequestException as exc:
-            detail = mask(str(exc))[:200]
-            raise PilotError(1246, f"cannot download sandbox {shown}: {detail}") from None
+        download(url, dest, 1246, "sandbox", limit_bytes=limit, timeout=(30, cfg.sandbox_timeout),
+                 trust_=trust_from(ctx), shown=shown)
         return
     if url.startswith("file://") or url.startswith("/"):
         path = url[len("file://"):] if url.startswith("file://") else url
@@ -71,7 +59,7 @@ def fetch(url: str, dest: str, ctx) -> None:
 
     try:  # grid storage (gsiftp://, srm://, root://, davs://): the gfal tools
         run_tool(["gfal-copy", "-f", rewrite(url, "gfal"), f"file://{os.path.abspath(dest)}"], ctx,
-                 float(cfg.sandbox_timeout), "in", f"sandbox download {shown}", gfal_env(ctx))
+                 cfg.sandbox_timeout, "in", f"sandbox download {shown}", gfal_env(ctx))
     except TransferFailure as exc:
         raise PilotError(1246, exc.diag) from None
 
@@ -168,7 +156,7 @@ def install_sandbox(url: str, workdir: str, ctx, fields: Optional[Mapping[str, o
             size = 0
         if size == 0:
             raise PilotError(1246, f"sandbox {mask(url)[:200]} is empty (0 bytes; GRID_LRT code -2)")
-        count = unpack(archive, workdir, int(cfg.sandbox_max_mb) * 1024 * 1024 * 4)
+        count = unpack(archive, workdir, cfg.sandbox_max_mb * 1024 * 1024 * 4)
     finally:
         if os.path.lexists(archive):
             os.unlink(archive)

@@ -79,3 +79,15 @@ def tail_inside(workdir: str, name: str, limit: int) -> Optional[bytes]:
         size = os.fstat(handle.fileno()).st_size
         handle.seek(max(0, size - limit))
         return handle.read(limit)
+
+
+def open_to_write(path: str, append: bool = False):
+    """A text handle for a file the pilot writes in a work dir the payload shares: a symlink planted under that
+    name is not followed (ELOOP), so the pilot never writes outside the work dir through it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(path, flags | os.O_NONBLOCK, 0o644)  # non-blocking: a FIFO planted there cannot block us
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UntrustedFileError(errno.EINVAL, f"{path} is not a regular file: not written")
+    return os.fdopen(fd, "a" if append else "w", encoding="ascii")

@@ -7,12 +7,14 @@ import os
 import time
 from typing import Optional
 
+from .. import recovery
 from ..errors import PilotError
 from ..eventservice.kinds import RANGE_KINDS
 from ..job import Job, JobState
 from ..monitor.checks import MemoryCheck, disk_full, free_bytes
 from ..monitor.jobmonitor import JobMonitor
 from ..monitor.sampler import leak_fit, mean_cores, update_fields
+from ..experiments.hooks import hook_failure
 from ..payload.command import payload_command
 from ..payload.diagnose import apply_reports, failure, tail
 from ..payload.cgroup import JobCgroup, own_cgroup_dir
@@ -38,6 +40,7 @@ class ExecuteStage(Stage):
 
             driver = EventServiceDriver(self.ctx, job, self.reporter.channel)
             job.environment.update(driver.prepare())
+            job.stageout_mode = "log"  # outputs leave per range; the job's own outFiles are made by merge jobs
         argv, env = payload_command(job, self.ctx)
         proc = PayloadProcess(argv, job.workdir, env, os.path.join(job.workdir, cfg.payload.payloadstdout),
                               os.path.join(job.workdir, cfg.payload.payloadstderr), self._cgroup(job))
@@ -46,7 +49,10 @@ class ExecuteStage(Stage):
         try:
             job.pid = proc.start()
         except OSError as exc:
+            if proc.cgroup is not None:
+                proc.cgroup.remove(0.0)
             raise PilotError(1305, f"cannot start payload: {exc}") from None
+        record = recovery.record_payload(self.ctx.paths.main, job.jobid, proc)  # for a sweep if we get SIGKILLed
         if driver is not None:
             driver.start()
         monitor = JobMonitor(self.ctx, job, proc, on_usage=self.reporter.publish)
@@ -62,6 +68,7 @@ class ExecuteStage(Stage):
             exit_code = proc.wait()
         monitor.stop()
         leftovers = proc.cleanup(grace)
+        recovery.forget(record)
         if driver is not None:
             driver.finish(exit_code)
         self._record_usage(job, monitor)
@@ -77,6 +84,10 @@ class ExecuteStage(Stage):
         # signal (a batch system signals every process of the job: scancel)
         if stop.is_set() and (proc.killed_by_pilot or exit_code != 0):
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
+            return
+        hook = hook_failure(job.workdir)  # an experiment pre/post-process command failed (pilot/experiments/)
+        if hook:
+            job.fail(*hook)
             return
         if disk_full(job.workdir):  # whatever the payload's exit code says, its results cannot be trusted
             job.fail(1098, f"disk full when the payload ended: {free_bytes(job.workdir) >> 20} MB free in the "

@@ -88,10 +88,10 @@ def make_log_tarball(job, ctx, deadline: Callable[[], float]) -> Tuple[str, bool
     skip: Set[str] = {spec.lfn for spec in job.outputs if spec.status == "transferred"}
     skip |= {spec.lfn for spec in job.inputs if spec.status == "transferred"}
     skip |= {job.logfile.lfn, cfg.pilot.pandasecrets}
-    max_file = int(cfg.file.log_max_file_mb) << 20
-    budget = int(cfg.file.log_max_mb) << 20
+    max_file = cfg.file.log_max_file_mb << 20
+    budget = cfg.file.log_max_mb << 20
     started = time.monotonic()
-    limit = lambda: min(deadline(), started + float(cfg.file.log_timeout))  # noqa: E731
+    limit = lambda: min(deadline(), started + cfg.file.log_timeout)  # noqa: E731
     excluded: List[Tuple[str, int, str]] = []
     dirs, files = [], []
     for rel, info in _walk(job.workdir):
@@ -111,8 +111,11 @@ def make_log_tarball(job, ctx, deadline: Callable[[], float]) -> Tuple[str, bool
         else:
             excluded.append((rel, 0, "not a regular file, directory or link"))
     pilotlog = os.path.join(ctx.paths.main, cfg.pilot.pilotlog)
+    if os.path.lexists(temp):  # the payload shares the dir: a symlink planted here must not be written through
+        os.unlink(temp)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
-        with tarfile.open(temp, "w:gz", compresslevel=6) as tar:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
             tar.addfile(_member(tar, job.workdir, top))
             for rel, info in dirs:
                 tar.addfile(_member(tar, os.path.join(job.workdir, rel), f"{top}/{rel}"))

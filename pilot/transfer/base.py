@@ -117,7 +117,7 @@ class Copytool:
     def copy_in(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
         staged: Dict[str, str] = {}
         staging = os.path.join(workdir, ".stagein-batch")  # created by a _prefetch that uses it
-        if len(files) > 1 and int(ctx.config.file.transfer_width) > 1:
+        if len(files) > 1 and ctx.config.file.transfer_width > 1:
             staged = self._prefetch(files, staging, ctx, job)
         try:
             self._each(files, lambda spec: self._copy_in_one(spec, workdir, ctx, kind, job, staged.get(spec.lfn)),
@@ -133,14 +133,14 @@ class Copytool:
 
     def copy_out(self, files: List[FileSpec], workdir: str, ctx, kind: str = "adler32", job=None) -> None:
         stored: Dict[str, str] = {}
-        if len(files) > 1 and int(ctx.config.file.transfer_width) > 1:
+        if len(files) > 1 and ctx.config.file.transfer_width > 1:
             stored = self._store_batch(files, workdir, ctx, kind, job)
         self._each(files, lambda spec: self._copy_out_one(spec, workdir, ctx, kind, job, stored.get(spec.lfn)), ctx)
 
     @staticmethod
     def _each(files: List[FileSpec], work, ctx) -> None:
         """Transfer files in parallel, [File] transfer_width at a time (Pilot 3 moves them one by one)."""
-        width = max(1, min(len(files), int(ctx.config.file.transfer_width)))
+        width = max(1, min(len(files), ctx.config.file.transfer_width))
         if width == 1:
             for spec in files:
                 work(spec)
@@ -152,8 +152,12 @@ class Copytool:
 
     @staticmethod
     def _retrying(action, spec: FileSpec, ctx, what: str):
-        """Run action(); one more try ([File] transfer_attempts) when the failure may be transient."""
-        attempts = max(1, int(ctx.config.file.transfer_attempts))
+        """Run action(); more tries ([File] transfer_attempts; at stage-out at least --stageout-attempts) when
+        the failure may be transient."""
+        attempts = ctx.config.file.transfer_attempts
+        settings = getattr(ctx, "settings", None)  # contexts built for a copytool alone have no command line
+        if what == "stage-out" and settings is not None:
+            attempts = max(attempts, settings.stageout_attempts)
         for attempt in range(1, attempts + 1):
             try:
                 return action()

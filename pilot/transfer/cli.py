@@ -47,7 +47,7 @@ ERROR_PATTERNS: Tuple[Tuple[str, int, int], ...] = (
 def transfer_timeout(ctx, size: int) -> float:
     """Pilot 3's rule: 400 s + 1 s per MB, at most 3 h (both configurable)."""
     cfg = ctx.config.file
-    return min(float(cfg.transfer_timeout_max), float(cfg.transfer_timeout_base) + size / 1e6)
+    return min(cfg.transfer_timeout_max, cfg.transfer_timeout_base + size / 1e6)
 
 
 def error_code(text: str, direction: str) -> int:

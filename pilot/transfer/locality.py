@@ -41,7 +41,7 @@ def query_status(url: str, ctx, env: Optional[dict] = None) -> Optional[str]:
         log.debug("gfal-xattr not found: locality of %s unknown", mask(url))
         return None
     try:
-        out = run_tool(["gfal-xattr", url, "user.status"], ctx, float(ctx.config.file.locality_timeout), "in",
+        out = run_tool(["gfal-xattr", url, "user.status"], ctx, ctx.config.file.locality_timeout, "in",
                        f"locality of {mask(url)}", env)
     except TransferFailure as exc:
         log.info("locality of %s unknown: %s", mask(url), exc.diag)
@@ -62,13 +62,13 @@ def ensure_online(url: str, ctx, lfn: str, env: Optional[dict] = None) -> Option
         if status:
             log.info("locality of %s: %s", lfn, status)
         return status
-    wait = float(cfg.bringonline_timeout)
+    wait = cfg.bringonline_timeout
     if wait <= 0:
         raise TransferFailure(1099, f"input {lfn} is {NOT_STAGED}: only on tape ({mask(url)[:160]}); stage it "
                                     f"before the job runs (GRID_LRT code 22)", retry=False)
     _request_staging(url, ctx, wait, env)
     deadline = time.monotonic() + wait
-    poll = max(0.1, float(cfg.locality_poll))
+    poll = cfg.locality_poll
     while time.monotonic() < deadline:
         if ctx.abort.wait(min(poll, max(0.0, deadline - time.monotonic()))):
             raise TransferFailure(ctx.abort.code, f"waiting for {lfn} to come online: {ctx.abort.reason}",

@@ -109,7 +109,7 @@ class RemoteCopytool(Copytool):
 
     @staticmethod
     def _width(ctx, count: int) -> int:
-        return max(1, min(count, int(ctx.config.file.transfer_width), 128))
+        return max(1, min(count, ctx.config.file.transfer_width, 128))
 
     def _check_scheme(self, url: str, spec: FileSpec) -> str:
         scheme = url.split("://", 1)[0] if "://" in url else ""

@@ -20,7 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import Optional
+from typing import Dict, Optional
 
 from ..job import FileSpec
 from .base import Copytool, TransferFailure, output_activities, queue_storages
@@ -62,6 +62,44 @@ def _worker_python_from_shebang(command: str) -> Optional[str]:
         found = shutil.which(words[0]) if words else None
         return found if found and "python" in os.path.basename(found) else None
     return words[0] if words and "python" in os.path.basename(words[0]) and os.access(words[0], os.X_OK) else None
+
+
+def _client_config() -> Optional[str]:
+    """The rucio.cfg the Rucio client would read (RUCIO_CONFIG, $RUCIO_HOME/etc, /opt/rucio/etc)."""
+    for path in (os.environ.get("RUCIO_CONFIG", ""),
+                 os.path.join(os.environ.get("RUCIO_HOME", "/nonexistent"), "etc", "rucio.cfg"),
+                 "/opt/rucio/etc/rucio.cfg"):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def host_env(ctx, scratch: str) -> Dict[str, str]:
+    """--rucio-host: a copy of the client's rucio.cfg naming that server, for the worker or the CLI to read.
+
+    A copy rather than a client argument: Rucio's upload and download clients make further clients of their own
+    (RSE lookups), which read only the configuration file.
+    """
+    settings = getattr(ctx, "settings", None)  # contexts built for a copytool alone have no command line
+    host = settings.rucio_host if settings is not None else ""
+    if not host:
+        return {}
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    source = _client_config()
+    try:
+        if source:
+            parser.read(source)
+    except configparser.Error as exc:
+        raise TransferFailure(1008, f"cannot read the Rucio client configuration {source}: {exc}") from None
+    if not parser.has_section("client"):
+        parser.add_section("client")
+    parser.set("client", "rucio_host", host)
+    path = os.path.join(scratch, "rucio.cfg")
+    with open(path, "w", encoding="utf-8") as handle:
+        parser.write(handle)
+    return {"RUCIO_CONFIG": path}
 
 
 def _hard_limit(timeout: float) -> float:
@@ -153,8 +191,8 @@ class RucioCopytool(Copytool):
                                             "summary": os.path.join(scratch, "rucio_upload.json")},
                                    ctx, timeout, "out", spec)
             else:
-                argv = ["rucio", "upload", "--rse", rse, "--scope", scope, "--lfn", spec.lfn, "--summary",
-                        "--transfer-timeout", str(max(1, int(timeout)))]
+                argv = ["rucio", "upload", "--rse", rse, "--scope", scope, "--lfn", spec.lfn,
+                        "--summary", "--transfer-timeout", str(max(1, int(timeout)))]
                 argv += ["--register-after-upload"] if register else ["--no-register"]
                 argv += ["--guid", spec.guid.replace("-", "")] if spec.guid else []
                 text = self._cli(argv + [src], ctx, timeout, "out", spec, cwd=scratch)
@@ -187,7 +225,8 @@ class RucioCopytool(Copytool):
             # the rucio package. The worker exits 0 whenever it could report (the verdict is in its JSON).
             with open(WORKER, encoding="utf-8") as handle:
                 source = handle.read()
-            text = run_tool([python, "-c", source, path], ctx, _hard_limit(timeout), direction, what, cwd=scratch)
+            text = run_tool([python, "-c", source, path], ctx, _hard_limit(timeout), direction, what, cwd=scratch,
+                            env=host_env(ctx, scratch))
         result = self._last_json(text) or {}
         if not result.get("ok"):
             raise self._failure(result, direction, what)
@@ -195,7 +234,8 @@ class RucioCopytool(Copytool):
 
     def _cli(self, argv, ctx, timeout: float, direction: str, spec: FileSpec, cwd: Optional[str] = None) -> str:
         what = f"stage-{direction} of {spec.lfn} (rucio CLI)"
-        return run_tool(argv, ctx, _hard_limit(timeout), direction, what, cwd=cwd)
+        with tempfile.TemporaryDirectory(prefix=".rucio-cfg-") as scratch:
+            return run_tool(argv, ctx, _hard_limit(timeout), direction, what, cwd=cwd, env=host_env(ctx, scratch))
 
     @staticmethod
     def _cli_failure(text: str, direction: str, spec: FileSpec) -> TransferFailure:

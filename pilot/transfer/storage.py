@@ -10,12 +10,12 @@ dot becomes a directory level.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import PilotError
+from ..net import Trust, get_json
 
 
 @dataclass
@@ -54,25 +54,10 @@ def _join(endpoint: str, path: str) -> str:
     return f"{endpoint}/{path}".rstrip("/")
 
 
-def load_storage_data(source: str) -> Dict[str, Endpoint]:
+def load_storage_data(source: str, trust: Optional[Trust] = None) -> Dict[str, Endpoint]:
     if not source:
         return {}
-    if "://" in source and not source.startswith("file://"):
-        import requests
-
-        try:
-            reply = requests.get(source, timeout=30)
-            reply.raise_for_status()
-            raw = reply.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise PilotError(1116, f"cannot download storage data from {source}: {exc}") from None
-    else:
-        path = source[len("file://"):] if source.startswith("file://") else source
-        try:
-            with open(path, encoding="utf-8") as handle:
-                raw = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise PilotError(1116, f"cannot read storage data {path}: {exc}") from None
+    raw = get_json(source, "storage data", 1116, 1117, trust_=trust)
     if not isinstance(raw, dict):
         raise PilotError(1117, "storage data is not a JSON object")
     endpoints = {}

@@ -17,6 +17,7 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from ..job import FileSpec, Job
+from ..net import Client, NetError, trust_from
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,11 @@ def send(records: List[Dict[str, Any]], ctx) -> int:
     """POST `records` to [Rucio] url; the number the server accepted."""
     if not records:
         return 0
-    import requests
-
-    url, timeout = ctx.config.rucio.url, float(ctx.config.rucio.trace_timeout)
+    url, timeout = ctx.config.rucio.url, ctx.config.rucio.trace_timeout
     deadline = time.monotonic() + timeout
-    verify = ctx.settings.capath or True
     try:
-        with requests.Session() as session:
-            reply = session.post(url, json=records, timeout=timeout, verify=verify)
+        with Client(trust_from(ctx), timeout) as client:
+            reply = client.post(url, json=records)
             if reply.status_code < 300:
                 return len(records)
             log.info("trace server %s refused a list (HTTP %d): sending the %d traces one by one", url,
@@ -89,10 +87,10 @@ def send(records: List[Dict[str, Any]], ctx) -> int:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                sent += session.post(url, json=record, timeout=left, verify=verify).status_code < 300
+                sent += client.post(url, json=record, timeout=left).status_code < 300
             if sent < len(records):
                 log.warning("trace server %s took %d of %d traces", url, sent, len(records))
             return sent
-    except requests.RequestException as exc:
-        log.warning("Rucio traces not sent to %s: %s", url, exc)
+    except NetError as exc:
+        log.warning("Rucio traces not sent to %s: %s", url, exc.message)
         return 0

@@ -66,7 +66,8 @@ def fake_cvmfs(root, stamp):
 
 
 def cvmfs_env(root, **extra):
-    settings = {"PILOT_CFG_PILOT_CVMFS_ROOT": str(root), "PILOT_CFG_PILOT_CVMFS_REPOSITORIES": "atlas.cern.ch,sft.cern.ch",
+    settings = {"PILOT_CFG_PILOT_CVMFS_ROOT": str(root),
+                "PILOT_CFG_PILOT_CVMFS_REPOSITORIES": "atlas.cern.ch,sft.cern.ch",
                 "PILOT_CFG_PILOT_CVMFS_LAST_UPDATE_FILE": "sft.cern.ch/lcg/lastUpdate"}
     settings.update(extra)
     return env_with(**settings)

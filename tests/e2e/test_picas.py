@@ -179,9 +179,11 @@ def test_credentials_missing_or_wrong(tmp_path, couchdb):
     proc = start_pilot(tmp_path / "none", couchdb, db, env)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "PiCaS credentials missing" in err and "1364" in err, err[-2000:]
-    proc = start_pilot(tmp_path / "wrong", couchdb, db, couchdb.pilot_env(PICAS_PASSWORD="wrong-secret"), "-x", "1")
+    proc = start_pilot(tmp_path / "wrong", couchdb, db, couchdb.pilot_env(PICAS_PASSWORD="wrong-secret"), "-x", "3")
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "401" in err and "check PICAS_USER/PICAS_PASSWORD" in err, err[-2000:]
+    # refused credentials: 1163 (exit 68) at the first refusal, not -x attempts
+    assert proc.returncode == 68 and "401" in err and "check PICAS_USER/PICAS_PASSWORD" in err, err[-2000:]
+    assert err.count("PiCaS refused our credentials") == 1 and "not retried" in err
     assert "wrong-secret" not in err
     assert couchdb.view_ids(db, "todo") == ["t1"]
 

@@ -15,6 +15,7 @@ from pilot.transfer.storage import load_storage_data
 from pilot.trigger import Trigger
 from tests.e2e.pilotrun import job_definition, write_job
 from tests.integration.storage import run_pilot_job
+from pilot.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ def make_ctx(storage, tmp_path, rse, env=None):
     queue = from_dict({"nickname": "Q", "astorages": {"read_lan": [rse], "write_lan": [rse], "pl": [rse]}}, "Q")
     return types.SimpleNamespace(config=load_config(env=env), queuedata=queue, abort=Trigger(),
                                  storage=load_storage_data(storage.storage_data(tmp_path / "ddm.json")),
-                                 settings=types.SimpleNamespace(capath=storage.cert_dir))
+                                 settings=Settings(queue="Q", capath=storage.cert_dir))
 
 
 def adler(data):

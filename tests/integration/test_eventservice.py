@@ -22,6 +22,7 @@ def es_job(panda, task_id, jobset_id, n_ranges, pars):
     """An event-service job as JEDI makes one: eventService=1 + specialHandling 'eventservice', its ranges
     waiting (status ready, PandaID = the jobset) in JEDI_Events."""
     panda_id = panda.submit_job(transformation="python3", job_pars=f"{example_payload.__file__} {pars}",
+                                outputs=[f"HITS.{task_id}.pool.root"],  # made by the merge job, not here
                                 eventService=1, specialHandling="eventservice", jediTaskID=task_id,
                                 jobsetID=jobset_id, lockedby="jedi")
     panda.sql("insert into doma_panda.jedi_events (jeditaskid, pandaid, fileid, job_processid, datasetid, status, "
@@ -57,7 +58,8 @@ def start_pilot(panda, s3, tmp_path, env=None):
 
 
 def test_hundred_ranges_all_finished_outputs_on_s3(panda, s3, tmp_path):
-    """Acceptance: 100 ranges through the real server, every output on the S3 server, every range finished."""
+    """Acceptance: 100 ranges through the real server, every output on the S3 server, every range finished.
+    Over 10 s: 100 ranges and their updates through the werkzeug test server (~0.1 s per request here)."""
     task_id, jobset_id = 91001, 71001
     panda_id = es_job(panda, task_id, jobset_id, 100, "--sleep 0.02")
     proc = start_pilot(panda, s3, tmp_path)
@@ -78,7 +80,8 @@ def test_hundred_ranges_all_finished_outputs_on_s3(panda, s3, tmp_path):
 
 def test_sigterm_halfway_leaves_finished_ranges_finished(panda, s3, tmp_path):
     """Acceptance: a pilot SIGTERMed halfway: the ranges it finished stay finished (their outputs on S3), the
-    ones in flight are failed, the rest still ready for another pilot; none is left sent/running."""
+    ones in flight are failed, the rest still ready for another pilot; none is left sent/running. Over 10 s: it
+    waits for 30 ranges of 0.1 s to be finished in the database before the signal."""
     task_id, jobset_id = 91002, 71002
     panda_id = es_job(panda, task_id, jobset_id, 100, "--sleep 0.1")
     proc = start_pilot(panda, s3, tmp_path)

@@ -23,7 +23,8 @@ def run(s3, tmp_path, job, astorages, params=None, env=None):
     queue = tmp_path / "queue.json"
     queue.write_text(json.dumps({"nickname": "OSQ", "state": "ACTIVE", "status": "online", "params": params or {},
                                  "copytools": {"s3": {}},
-                                 "acopytools": {"write_lan": ["s3"], "pl": ["s3"], "read_lan": ["s3"]},
+                                 "acopytools": {"write_lan": ["s3"], "pl": ["s3"], "read_lan": ["mv"],
+                                                "es_events_read": ["s3"]},
                                  "astorages": astorages}))
     cmd = [sys.executable, PILOT, "-q", "OSQ", "--queuedata-url", str(queue), "--job-source", f"local:{jobdir}",
            "--storagedata-url", str(ddm), "-a", str(tmp_path)]
@@ -63,3 +64,34 @@ def test_no_alternative_unless_allowed(s3, tmp_path):
     assert "NoSuchBucket" in final["pilotErrorDiag"]
     assert "OSQ/out.dat" not in s3.keys_of("pilot-alt")
     assert "OSQ/5002.job.log.tgz" in s3.keys_of("pilot-logs")  # the log still goes out
+
+
+def test_es_merge_job_reads_range_outputs_from_the_object_store(s3, tmp_path):
+    """A merge job (eventServiceMerge) is a plain job whose inputs are range outputs on the object store: read
+    through the es_events_read activity (here s3 on OS_DATA), checked like any input, merged by the payload."""
+    import zlib
+
+    parts = {f"91001-1-1-{i}-1.out_{i}.dat": f"range {i}\n".encode() for i in range(1, 4)}
+    inputs = []
+    for name, data in parts.items():
+        s3.put("pilot-data", f"OSQ/{name}", data)
+        inputs.append((name, (len(data), f"{zlib.adler32(data) & 0xFFFFFFFF:08x}")))
+    names = " ".join(parts)
+    job = job_definition(5003, pars=f"-c 'cat {names} > HITS.merged'", inputs=inputs, outputs=["HITS.merged"],
+                         eventServiceMerge="True", ddmEndPointIn="OS_DATA,OS_DATA,OS_DATA")
+    result = run(s3, tmp_path, job, {"write_lan": ["OS_ALT"], "pl": ["OS_LOGS_TEST"]})
+    final = result.final(5003)
+    assert final["state"] == "finished", (final.get("pilotErrorDiag"), result.stderr[-3000:])
+    assert s3.get("pilot-alt", "OSQ/HITS.merged") == b"".join(parts.values())
+
+
+def test_event_service_kinds_this_channel_cannot_run_are_refused(s3, tmp_path):
+    """An event-service job from a local job file (no event ranges there) and an HPO job are refused with 1300,
+    never run as plain jobs (the payload would have made the file)."""
+    for panda_id, extra in ((5004, {"eventService": "True", "jobsetID": "9"}),
+                            (5005, {"eventService": "True", "isHPO": "True"})):
+        base = tmp_path / str(panda_id)
+        base.mkdir()
+        job = job_definition(panda_id, pars="-c 'touch ran.txt'", **extra)
+        final = run(s3, base, job, {"write_lan": ["OS_ALT"], "pl": ["OS_LOGS_TEST"]}).final(panda_id)
+        assert final["state"] == "failed" and final["pilotErrorCode"] == 1300, final.get("pilotErrorDiag")

@@ -15,6 +15,7 @@ from pilot.job import JobState
 from pilot.jobwire import update_dict
 from pilot.trigger import Trigger
 from tests.integration.couchdb import PASSWORD, USER, token
+from pilot.settings import Settings
 
 SARA = "srm://srm.grid.sara.nl:8443/pnfs/grid.sara.nl/data/lofar/ops/L229507/L229507_SB{:03d}_uv.MS_f6.tar"
 
@@ -30,7 +31,7 @@ def make_ctx(tmp_path, **picas):
     env.update(PILOT_CFG_PILOT_UPDATE_RETRY_INITIAL="0.05", PILOT_CFG_PILOT_UPDATE_RETRY_MAX="0.1")
     deadline = [float("inf")]
     ctx = types.SimpleNamespace(config=load_config(env=env), abort=Trigger("abort"),
-                                settings=types.SimpleNamespace(capath=None, cacert=None),
+                                settings=Settings(queue="Q", capath=None, cacert=None),
                                 paths=types.SimpleNamespace(main=str(tmp_path)))
     ctx.delivery_deadline = lambda: deadline[0]
     ctx.deadline = deadline

@@ -12,6 +12,7 @@ from pilot.config import load_config
 from pilot.job import FileSpec
 from pilot.queuedata import from_dict
 from pilot.transfer.base import get_copytool
+from pilot.settings import Settings
 from pilot.transfer.rucio import api_python
 from pilot.trigger import Trigger
 
@@ -37,7 +38,7 @@ def make_ctx(rse, **cfg):
     env = {f"PILOT_CFG_RUCIO_{k.upper()}": str(v) for k, v in cfg.items()}
     queue = from_dict({"nickname": "Q", "astorages": {"read_lan": [rse], "write_lan": [rse], "pl": [rse]}}, "Q")
     return types.SimpleNamespace(config=load_config(env=env), queuedata=queue, abort=Trigger(), storage={},
-                                 settings=types.SimpleNamespace(capath=None))
+                                 settings=Settings(queue="Q", capath=None))
 
 
 def replicas(rucio, scope, name):
@@ -137,3 +138,30 @@ def test_job_inputs_from_xrootd_outputs_to_a_rucio_rse_through_pilot(rucio_env, 
     assert ("get_sm", lfn_in, "DONE") in events and ("put_sm", lfn_out, "DONE") in events, records
     assert ("put_sm", log_name, "DONE") in events
     assert all(r["eventVersion"].startswith("pilot-") and r["pq"] == "RUCIOQ" for r in records)
+
+
+@pytest.mark.parametrize("mode", ["api", "cli"])
+def test_rucio_host_option_overrides_the_client_configuration(rucio_env, tmp_path, monkeypatch, mode):
+    """--rucio-host: the site's rucio.cfg names a dead server; the pilot's option names the real one."""
+    import configparser
+
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(rucio_env.config)
+    cfg.set("client", "rucio_host", "http://127.0.0.1:9")
+    dead = tmp_path / "rucio-dead.cfg"
+    with open(dead, "w") as handle:
+        cfg.write(handle)
+    monkeypatch.setenv("RUCIO_CONFIG", str(dead))
+    ctx = make_ctx("POSIX_TEST", mode=mode, register=True)
+    data = os.urandom(10_000)
+    name = f"host.{mode}.{os.getpid()}.dat"
+    (tmp_path / name).write_bytes(data)
+    spec = FileSpec(lfn=name, role="output", scope="test")
+    get_copytool("rucio").copy_out([spec], str(tmp_path), ctx)
+    assert spec.status != "transferred"  # the configured server is dead
+    ctx.settings = Settings(queue="Q", rucio_host=rucio_env.url)
+    spec = FileSpec(lfn=name, role="output", scope="test")
+    get_copytool("rucio").copy_out([spec], str(tmp_path), ctx)
+    assert spec.status == "transferred", spec.diag
+    assert spec.checksum == {"adler32": adler(data)}

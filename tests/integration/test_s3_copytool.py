@@ -14,6 +14,7 @@ from pilot.queuedata import from_dict
 from pilot.transfer.base import get_copytool
 from pilot.transfer.storage import deterministic_path, load_storage_data
 from pilot.trigger import Trigger
+from pilot.settings import Settings
 
 
 def adler(data):
@@ -26,7 +27,7 @@ def make_ctx(s3, tmp_path, env=None, rse="OS_ES_TEST"):
                                "OS_DET": s3.storage_entry("pilot-data", "DATADISK", deterministic=True)}))
     queue = from_dict({"nickname": "S3Q", "astorages": {"read_lan": [rse], "write_lan": [rse], "pl": [rse]}}, "S3Q")
     return types.SimpleNamespace(config=load_config(env=env or {}), queuedata=queue, abort=Trigger(),
-                                 storage=load_storage_data(str(ddm)), settings=types.SimpleNamespace(capath=None))
+                                 storage=load_storage_data(str(ddm)), settings=Settings(queue="Q", capath=None))
 
 
 @pytest.fixture

@@ -47,3 +47,22 @@ def test_payload_files_swapped_for_symlinks_or_fifos_are_not_read(tmp_path, swap
     reports = json.dumps([data for _name, data in run.reports(1601)])
     assert SECRET not in reports and SECRET not in proc.stderr and SECRET not in run.pilotlog()
     assert final.get("exeErrorCode", 0) != 9 and final.get("nEvents", 0) != 7
+
+
+def test_symlinks_planted_under_files_the_pilot_writes_are_not_written_through(tmp_path):
+    """The memory monitor's files and the log tarball's temporary are written by the pilot after the payload ran:
+    a symlink planted under those names must not carry the pilot's writes outside the job dir."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    plant = "; ".join(f"ln -sf {outside}/victim-{n} {name}" for n, name in enumerate(
+        ("memory_monitor_output.txt", "memory_monitor_summary.json", "1602.job.log.tgz.part")))
+    (jobs / "job.json").write_text(json.dumps(job_definition(1602, pars=f"-c '{plant}; exit 0'", log=True)))
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, PILOT, "-q", "LOCAL", "-a", str(run_dir), "--job-source", f"local:{jobs}"],
+                          capture_output=True, text=True, timeout=60, cwd=str(tmp_path), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    final = PilotRun(str(run_dir), proc, proc.stdout, proc.stderr).final(1602)
+    assert final["state"] == "finished", final  # the log tarball was still made and shipped
+    assert os.listdir(outside) == [], "the pilot wrote through a planted symlink"

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.e2e.pilotrun import PILOT, PilotRun, job_definition, write_job
+from pilot.settings import Settings
 
 
 def test_read_only_output_dir_fails_stageout_with_a_code(tmp_path):
@@ -68,7 +69,7 @@ def test_a_silent_xrootd_server_costs_the_time_limit_not_more(tmp_path, tool):
     port = silent.getsockname()[1]
     env = {"PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE": "2", "PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX": "2"}
     ctx = types.SimpleNamespace(config=load_config(env=env), abort=Trigger(), storage={},
-                                queuedata=from_dict({"nickname": "Q"}, "Q"), settings=types.SimpleNamespace(capath=None))
+                                queuedata=from_dict({"nickname": "Q"}, "Q"), settings=Settings(queue="Q", capath=None))
     inputs = [FileSpec(lfn=f"s{i}.dat", role="input", scope="mc", filesize=10,
                        turl=f"root://127.0.0.1:{port}//data/s{i}.dat") for i in range(3)]
     started = time.monotonic()

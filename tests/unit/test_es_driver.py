@@ -11,6 +11,7 @@ import types
 
 import pytest
 
+from pilot.settings import Settings
 from pilot.config import load_config
 from pilot.eventservice import example_payload
 from pilot.eventservice.driver import EventServiceDriver
@@ -53,7 +54,7 @@ def make(tmp_path, n, **cfg):
                                 paths=types.SimpleNamespace(main=str(tmp_path), output_dir=str(out)),
                                 remaining=lambda: 3600.0, delivery_deadline=lambda: started + 60,
                                 stageout_deadline=lambda share=2 / 3: float("inf"),
-                                settings=types.SimpleNamespace(use_rucio_traces=False, capath=None))
+                                settings=Settings(queue="Q", use_rucio_traces=False, capath=None))
     job = Job(jobid="42", jobset_id="7", es_kind="eventservice", workdir=str(workdir), started_at=time.time())
     source = Source(n)
     return ctx, job, source, EventServiceDriver(ctx, job, None, source=source)

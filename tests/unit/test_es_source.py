@@ -53,3 +53,31 @@ def test_bulk_update_then_single_confirmations():
                        {"event_range_id": "b", "event_range_status": "failed", "core_count": 1}]
     channel = Channel({"event/update_event_ranges": None, "event/update_single_event_range": None})
     assert PandaEventSource(channel, job()).update(updates)[0] is False
+
+
+def test_spooled_range_updates_replayed(tmp_path):
+    from pilot.eventservice.reporter import RangeReporter, replay_spooled
+
+    class Down:
+        def update(self, updates):
+            return False, []
+
+    reporter = RangeReporter(Down(), str(tmp_path), "77", batch=10, interval=60).start()
+    reporter.add({"eventRangeID": "1-77-1-1-1", "eventStatus": "finished"})
+    reporter.add({"eventRangeID": "1-77-1-2-1", "eventStatus": "failed", "errorCode": 1201})
+    import time
+
+    assert reporter.finish(time.monotonic() + 0.2) == 2  # the server is away: both stay in the spool
+    got = {}
+
+    class Up:
+        def __init__(self, jobid):
+            self.jobid = jobid
+
+        def update(self, updates):
+            got[self.jobid] = updates
+            return True, []
+
+    assert replay_spooled(str(tmp_path), Up) == 2
+    assert [u["eventRangeID"] for u in got["77"]] == ["1-77-1-1-1", "1-77-1-2-1"]
+    assert not list(tmp_path.iterdir())

@@ -109,11 +109,11 @@ def test_undelivered_final_update_is_remembered():
 
 
 def test_lost_heartbeat_kills_the_job():
-    c, channel = ctx(PILOT_CFG_PILOT_LOST_HEARTBEAT="0"), Channel(ok=False)
+    c, channel = ctx(PILOT_CFG_PILOT_LOST_HEARTBEAT="1"), Channel(ok=False)
     reporter = Reporter(c, channel)
     j = job()
     reporter.report(j)
-    time.sleep(0.01)
+    reporter._records[j.jobid].last_ack = time.monotonic() - 10  # nothing acknowledged for 10 s
     reporter._beat(j.jobid)
     assert j.kill.code == 1317
 

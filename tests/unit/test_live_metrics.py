@@ -117,6 +117,10 @@ def test_monitor_publishes_usage_while_the_payload_runs(tmp_path):
     assert 0.1 < job.mean_cores <= (os.cpu_count() or 1) + 0.5
     data = update_dict(job, "running", {}, final=False)
     assert data["cpuConsumptionTime"] == int(job.cpu_seconds) and data["maxRSS"] == job.memory["maxRSS"]
+    summary, rows = monitor.sampler.summary(), monitor.sampler.samples
+    for key in ("rss", "pss", "vmem", "utime", "rchar", "nprocs"):  # running figures = a rescan of every sample
+        assert summary["Max"][key] == max(row[key] for row in rows)
+        assert summary["Avg"][key] == round(sum(row[key] for row in rows) / len(rows), 2)
 
 
 def test_v1_sends_mean_core_count_as_whole_cores():

@@ -13,6 +13,7 @@ from pilot.transfer.base import TransferFailure
 from pilot.transfer.gfal import GfalCopytool
 from pilot.transfer.locality import NOT_STAGED, ensure_online, query_status
 from pilot.trigger import Trigger
+from pilot.settings import Settings
 
 SURL = "srm://srm.grid.sara.nl:8443/pnfs/grid.sara.nl/data/lofar/ops/L229507/L229507_SB150_uv.MS_f6.tar"
 
@@ -45,7 +46,7 @@ def fake_tools(tmp_path, monkeypatch):
 def make_ctx(**cfg):
     env = {f"PILOT_CFG_FILE_{key.upper()}": str(value) for key, value in cfg.items()}
     ctx = types.SimpleNamespace(config=load_config(env=env), abort=Trigger("abort"))
-    ctx.settings = types.SimpleNamespace(capath=None)
+    ctx.settings = Settings(queue="Q", capath=None)
     return ctx
 
 

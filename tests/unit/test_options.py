@@ -63,8 +63,6 @@ def test_no_option_is_silently_ignored():
     source = _source_text()
     handled = set(options.NOTED) | set(options.REFUSED_UNLESS_DEFAULT) | set(options.LEGACY_SELECTORS)
     handled |= {"workflow", "hpc_mode", "executor_type", "check", "config", "queue"}  # read by main/options
-    # not yet acted on: -y (token renewal) is issue 13's other half (branch i13b)
-    handled |= {"token_renewal", "pilot_user", "allow_same_user", "stageout_attempts", "rucio_host"}
     unread = [dest for dest in parser_defaults() if dest not in handled and
               not re.search(rf"\.{dest}\b", source)]
     assert unread == []
@@ -107,3 +105,29 @@ def test_obsolete_flags_are_logged_not_silent():
     assert notes(parse()) == []
     lines = notes(parse("-r", "X", "-s", "Y", "-u"))
     assert len(lines) == 3 and all("ignored" in line or "no payload proxy" in line for line in lines)
+
+
+@pytest.mark.parametrize("what, calls", [("stage-out", 3), ("stage-in", 1)])
+def test_stageout_attempts_retry_transient_stage_out_failures(what, calls):
+    import types
+
+    from pilot.config import load_config
+    from pilot.transfer.base import Copytool, TransferFailure
+    from pilot.trigger import Trigger
+
+    ctx = types.SimpleNamespace(config=load_config(env={"PILOT_CFG_FILE_TRANSFER_ATTEMPTS": "1"}),
+                                settings=parse("--stageout-attempts", "3"), abort=Trigger("abort"))
+    seen = []
+
+    def flaky():
+        seen.append(1)
+        if len(seen) < 3:
+            raise TransferFailure(1137, "transient")
+        return "stored"
+
+    if calls == 3:
+        assert Copytool._retrying(flaky, types.SimpleNamespace(lfn="f"), ctx, what) == "stored"
+    else:
+        with pytest.raises(TransferFailure):
+            Copytool._retrying(flaky, types.SimpleNamespace(lfn="f"), ctx, what)
+    assert len(seen) == calls

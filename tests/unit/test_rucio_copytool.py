@@ -10,6 +10,7 @@ from pilot.config import load_config
 from pilot.job import FileSpec
 from pilot.transfer.base import TransferFailure
 from pilot.transfer.rucio import RucioCopytool, _worker_python_from_shebang, api_python
+from pilot.settings import Settings
 
 
 def script(tmp_path, name, first_line):
@@ -94,7 +95,7 @@ def test_a_hung_rucio_client_is_killed_at_the_time_limit(tmp_path):
     env = {"PILOT_CFG_RUCIO_PYTHON": str(stuck), "PILOT_CFG_RUCIO_MODE": "api", "PILOT_CFG_FILE_TRANSFER_ATTEMPTS": "1",
            "PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE": "0.5", "PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX": "0.5"}
     ctx = types.SimpleNamespace(config=load_config(env=env), abort=Trigger(), storage={},
-                                queuedata=from_dict({"nickname": "Q"}, "Q"), settings=types.SimpleNamespace(capath=None))
+                                queuedata=from_dict({"nickname": "Q"}, "Q"), settings=Settings(queue="Q", capath=None))
     spec = FileSpec(lfn="x.dat", role="input", scope="test", ddmendpoint="XRD_TEST")
     from pilot.transfer.base import get_copytool
 

@@ -13,11 +13,12 @@ import pytest
 from pilot.config import load_config
 from pilot.errors import PilotError
 from pilot.payload.sandbox import install_sandbox, read_variables
+from pilot.settings import Settings
 
 
 def make_ctx(**cfg):
     env = {f"PILOT_CFG_PAYLOAD_{key.upper()}": str(value) for key, value in cfg.items()}
-    return types.SimpleNamespace(config=load_config(env=env), abort=None, settings=types.SimpleNamespace(capath=None))
+    return types.SimpleNamespace(config=load_config(env=env), abort=None, settings=Settings(queue="Q", capath=None))
 
 
 def make_tar(path, members):

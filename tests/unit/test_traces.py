@@ -11,11 +11,12 @@ from pilot.config import load_config
 from pilot.job import FileSpec
 from pilot.queuedata import from_dict
 from pilot.transfer import traces
+from pilot.settings import Settings
 
 
 def ctx_for(url="", use=True, timeout="5"):
     config = load_config(env={"PILOT_CFG_RUCIO_URL": url, "PILOT_CFG_RUCIO_TRACE_TIMEOUT": timeout})
-    return types.SimpleNamespace(config=config, settings=types.SimpleNamespace(use_rucio_traces=use, capath=None),
+    return types.SimpleNamespace(config=config, settings=Settings(queue="Q", use_rucio_traces=use, capath=None),
                                  queuedata=from_dict({"nickname": "Q", "site": "SITE"}, "Q"))
 
 

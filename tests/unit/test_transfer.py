@@ -281,11 +281,10 @@ def test_move_mode(tmp_path, work):
     assert not leftovers(str(work), ctx.paths.input_dir)
 
 
-def test_unknown_stagein_mode_is_1341(tmp_path, work):
-    ctx = make_ctx(tmp_path, mv_stagein_mode="hardlink")
-    spec = stored_input(ctx, "x.dat", b"x")
-    get_copytool("mv").copy_in([spec], str(work), ctx)
-    assert spec.status_code == 1341 and "hardlink" in spec.diag and os.listdir(work) == []
+def test_unknown_stagein_mode_is_refused_at_start_up(tmp_path):
+    with pytest.raises(PilotError) as caught:  # a declared choice of [File] mv_stagein_mode
+        make_ctx(tmp_path, mv_stagein_mode="hardlink")
+    assert caught.value.code == 1008 and "hardlink" in caught.value.diag
 
 
 def test_copy_in_stops_when_the_pilot_aborts(tmp_path, work):

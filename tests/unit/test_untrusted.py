@@ -37,3 +37,24 @@ def test_symlinks_fifos_and_escapes_are_refused(workdir):
     (workdir / "real").mkdir()
     (workdir / "real" / "r.json").write_text("{}")
     assert read_inside(str(workdir), "real/r.json", 100) == b"{}"
+
+
+def test_pilot_writes_never_follow_a_planted_symlink_or_block_on_a_fifo(workdir):
+    from pilot.monitor.sampler import COLUMNS, OUTPUT_FILE, SUMMARY_FILE, TreeSampler
+    from pilot.payload.untrusted import open_to_write
+
+    victim = workdir.parent / "secret.txt"
+    (workdir / OUTPUT_FILE).symlink_to(victim)
+    (workdir / SUMMARY_FILE).symlink_to(victim)
+    sampler = TreeSampler(payload=None, workdir=str(workdir))
+    sampler.samples.append({key: 1 for key in COLUMNS})
+    sampler.write_summary()
+    assert victim.read_text() == "SECRET"
+    os.mkfifo(workdir / "fifo")
+    with pytest.raises(OSError):
+        open_to_write(str(workdir / "fifo"))
+    with open_to_write(str(workdir / "plain.txt")) as handle:
+        handle.write("a")
+    with open_to_write(str(workdir / "plain.txt"), append=True) as handle:
+        handle.write("b")
+    assert (workdir / "plain.txt").read_text() == "ab"
