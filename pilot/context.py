@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Optional
 
 from . import __version__
 from .config import Config
+from .experiments.base import Experiment
 from .errors import signal_code
 from .queuedata import QueueData
 from .settings import Settings
@@ -53,6 +54,8 @@ class Context:
     signum: int = 0
     # storage endpoints (--storagedata-url), by name
     storage: Dict[str, Any] = field(default_factory=dict)
+    # the experiment plug-in of --pilot-user (pilot/experiments/)
+    experiment: Experiment = field(default_factory=Experiment)
     # from the server at start-up (metaconfig/get_resource_types): {name: {maxrampercore, ...}}
     resource_types: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 

@@ -255,3 +255,16 @@ class CredentialsRefused(PilotError):
 
     def __init__(self, diag: str):
         super().__init__(1163, diag)
+
+
+class StartupSignal(KeyboardInterrupt):
+    """A kill signal that came before the pipeline's own handlers were in place (pilot.py installs the raiser
+    first thing): start-up stops with the signal's code and exit status, one line, no traceback, no job taken."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_startup_signal(signum: int, _frame) -> None:
+    raise StartupSignal(signum)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from typing import List, Optional
 
 from . import __version__
-from .errors import PilotError, shell_exit_code
+from .errors import PilotError, StartupSignal, shell_exit_code, signal_code
 from .options import build_parser, legacy_selector_refusal, notes, refusal
 from .settings import Settings
 
@@ -195,7 +196,11 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
                   input_dir=os.path.abspath(settings.input_dir) if settings.input_dir else storage,
                   output_dir=os.path.abspath(settings.output_dir) if settings.output_dir else storage)
     lifetime = lifetime_from_env() or float(queuedata.maxtime or settings.lifetime)
-    ctx = Context(config=config, settings=settings, queuedata=queuedata, paths=paths, lifetime=lifetime)
+    from .experiments import experiment
+
+    ctx = Context(config=config, settings=settings, queuedata=queuedata, paths=paths, lifetime=lifetime,
+                  experiment=experiment(settings.pilot_user))
+    log.info("experiment plug-in: %s", ctx.experiment.name)
     if settings.storagedata_url:
         from .transfer.storage import load_storage_data
 
@@ -372,10 +377,12 @@ def _main(argv: List[str], report) -> tuple:
         _one_line(str(exc))
         report.error_code = exc.code
         return shell_exit_code(exc.code), str(exc)
-    except KeyboardInterrupt:  # SIGINT before the pilot's own handlers are in place
-        _one_line("interrupted (SIGINT) during start-up")
-        report.error_code = 1208
-        return shell_exit_code(1208), "interrupted (SIGINT) during start-up"
+    except KeyboardInterrupt as exc:  # a signal before the pipeline's own handlers are in place (pilot.py)
+        signum = exc.signum if isinstance(exc, StartupSignal) else signal.SIGINT
+        text = f"interrupted by {signal.Signals(signum).name} during start-up"
+        _one_line(text)
+        report.error_code = signal_code(signum)
+        return shell_exit_code(report.error_code, signum), text
     except Exception as exc:  # noqa: BLE001 -- any other start-up failure: a code and one line, not a traceback
         log.debug("start-up failure", exc_info=True)
         text = f"1008 GENERALERROR: {type(exc).__name__}: {str(exc)[:200]}"

@@ -94,7 +94,19 @@ def command_line_md() -> str:
     return help_markdown()
 
 
-DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md, "command-line.md": command_line_md}
+def migration_md() -> str:
+    """docs/migration-from-pilot3.md with its flags table regenerated (the rest of the page is written by hand)."""
+    from pilot.options import FLAGS_BEGIN, FLAGS_END, migration_flags_table
+
+    with open(os.path.join(TOP, "docs", "migration-from-pilot3.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    head, _, rest = text.partition(FLAGS_BEGIN)
+    _, _, tail = rest.partition(FLAGS_END)
+    return head + migration_flags_table() + tail
+
+
+DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md, "command-line.md": command_line_md,
+        "migration-from-pilot3.md": migration_md}
 
 
 def main() -> int:

@@ -85,7 +85,15 @@ class EventServiceDriver:
 
     # --- feeding --------------------------------------------------------------------------------------------
     def _stopping(self) -> bool:
-        return fired_stop(self.ctx, self.job) is not None or self.done or "softkill" in self.reporter.commands
+        """Stop feeding at once (the payload is being killed or has ended). A server `softkill` only ends the
+        asking: the ranges in flight are finished, then the payload is told "end"."""
+        commands = self.reporter.commands
+        if "softkill" in commands and not self.exhausted:
+            log.info("job %s: server asked for a soft kill: no more event ranges", self.job.jobid)
+            self.exhausted = True
+        if "tobekilled" in commands and not self.job.kill.is_set():
+            self.job.kill.fire(1144, "server command tobekilled (event range update)")
+        return fired_stop(self.ctx, self.job) is not None or self.done
 
     def _time_left(self) -> float:
         left = self.ctx.remaining()
@@ -130,26 +138,34 @@ class EventServiceDriver:
                         self.ready.extend(got)
                     if not got:
                         self.exhausted = True
+            messages = []
             with self.cond:
                 while self.ready and len(self.sent) < self.lookahead and not self._stopping():
                     if self.counts["fetched"] and self._time_short() and self.sent:
                         self.exhausted = True
                         break
-                    self._send(self.ready.popleft())
+                    messages.append(self._mark_sent(self.ready.popleft()))
                 if self.exhausted and not self.ready and not self.sent and not self.ended and not self._stopping():
-                    self._write({"type": "end"})
+                    messages.append({"type": "end"})
                     self.ended = True
-                    log.info("job %s: no more event ranges (%d fetched): told the payload to finish",
-                             self.job.jobid, self.counts["fetched"])
-                    return
-                self.cond.wait(5.0)
+            # written outside the lock: a payload slow to read must never stop its answers from being taken
+            for message in messages:
+                self._write(message)
+            if self.ended:
+                log.info("job %s: no more event ranges (%d fetched): told the payload to finish",
+                         self.job.jobid, self.counts["fetched"])
+                return
+            with self.cond:
+                if not self.answers and not self._stopping():
+                    self.cond.wait(5.0)
 
-    def _send(self, entry: Dict[str, Any]) -> None:
+    def _mark_sent(self, entry: Dict[str, Any]) -> Dict[str, Any]:
+        """Under self.cond: `entry` is in flight from now on; the message to write."""
         message = {key: entry.get(key) for key in RANGE_KEYS}
         message["type"] = "range"
         self.sent[entry["eventRangeID"]] = dict(entry, sent_at=time.monotonic())
         self.first_sent = self.first_sent or time.monotonic()
-        self._write(message)
+        return message
 
     def _write(self, message: Dict[str, Any]) -> None:
         os.write(self._fds[RANGES_FIFO], (json.dumps(message) + "\n").encode())

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import PilotError
 from ..job import Job
+from ..experiments.hooks import wrap_payload
 from ..net import Trust, download, trust_from
 from ..transfer.surl import mask
 from .containers import plan_container, wrap_command
@@ -99,7 +100,11 @@ def payload_command(job: Job, ctx) -> Tuple[List[str], Dict[str, str]]:
             raise PilotError(1346, f"transformation {trf[:80]} not found")
     command = shlex.quote(trf) + (" " + job.jobpars if job.jobpars else "")
     env = payload_environment(job, ctx)
+    experiment = ctx.experiment
+    env.update(experiment.environment(job, ctx))
+    command = wrap_payload(command, experiment, job, ctx)
     if plan is None:
         return ["/bin/bash", "-c", command], env
+    plan.binds = [path for path in experiment.container_binds(job, ctx) if os.path.exists(path)]
     log.info("job %s runs in %s container %s", job.jobid, plan.runtime, plan.image)
     return wrap_command(plan, command, job.workdir, env), env

@@ -12,7 +12,7 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import PilotError
@@ -64,6 +64,7 @@ class ContainerPlan:
     runtime: str
     image: str
     options: str = ""
+    binds: List[str] = field(default_factory=list)  # host paths bound at the same path (experiment plug-in)
 
 
 def plan_container(job, queuedata) -> Optional[ContainerPlan]:
@@ -117,6 +118,8 @@ class Apptainer(Runtime):
 
     def wrap(self, plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
         argv = [self.command, "exec", "-B", workdir, "--pwd", workdir]
+        for path in plan.binds:
+            argv += ["-B", path]
         return argv + _options(plan) + [plan.image, _shell_in(plan.image), "-c", command]
 
 
@@ -131,6 +134,8 @@ class Podman(Runtime):
 
     def wrap(self, plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
         argv = [self.command, "run", "--rm", "-v", f"{workdir}:{workdir}", "-w", workdir]
+        for path in plan.binds:
+            argv += ["-v", f"{path}:{path}:ro"]
         for key in self.passed_env:
             if key in env:
                 argv += ["-e", f"{key}={env[key]}"]
@@ -146,8 +151,8 @@ class Bubblewrap(Runtime):
 
     def wrap(self, plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:
         return [self.command, "--ro-bind", plan.image, "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-                "--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--share-net", "--die-with-parent",
-                *_options(plan), _shell_in(plan.image), "-c", command]
+                "--bind", workdir, workdir, *[arg for path in plan.binds for arg in ("--ro-bind", path, path)],
+                "--chdir", workdir, "--unshare-all", "--share-net", "--die-with-parent", *_options(plan), _shell_in(plan.image), "-c", command]
 
 
 def wrap_command(plan: ContainerPlan, command: str, workdir: str, env: Dict[str, str]) -> List[str]:

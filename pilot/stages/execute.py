@@ -14,6 +14,7 @@ from ..job import Job, JobState
 from ..monitor.checks import MemoryCheck, disk_full, free_bytes
 from ..monitor.jobmonitor import JobMonitor
 from ..monitor.sampler import leak_fit, mean_cores, update_fields
+from ..experiments.hooks import hook_failure
 from ..payload.command import payload_command
 from ..payload.diagnose import apply_reports, failure, tail
 from ..payload.cgroup import JobCgroup, own_cgroup_dir
@@ -83,6 +84,10 @@ class ExecuteStage(Stage):
         # signal (a batch system signals every process of the job: scancel)
         if stop.is_set() and (proc.killed_by_pilot or exit_code != 0):
             job.fail(stop.code, f"{stop.reason}; payload killed (exit {exit_code})")
+            return
+        hook = hook_failure(job.workdir)  # an experiment pre/post-process command failed (pilot/experiments/)
+        if hook:
+            job.fail(*hook)
             return
         if disk_full(job.workdir):  # whatever the payload's exit code says, its results cannot be trusted
             job.fail(1098, f"disk full when the payload ended: {free_bytes(job.workdir) >> 20} MB free in the "

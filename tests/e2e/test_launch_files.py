@@ -147,3 +147,19 @@ def test_worker_heartbeat_refreshed_at_its_period_while_the_payload_runs(tmp_pat
         time.sleep(0.1)
     assert proc.returncode == 0, proc.stderr.read()[-2000:]
     assert len(seen) >= 3, seen
+
+
+def test_example_experiment_plugin_through_pilot(tmp_path):
+    """--pilot-user example: its environment, setup line, pre/post-process and coprocess all act on a real job."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    pars = "-c 'echo $EXAMPLE_EXPERIMENT $EXAMPLE_EXPERIMENT_SETUP > seen.txt; sleep 1'"
+    (jobs / "1.json").write_text(json.dumps(job_definition(801, pars=pars)))
+    run = _run(tmp_path, "-q", "LOCAL", "-a", str(tmp_path), "--job-source", f"local:{jobs}", "--pilot-user",
+               "example", "--cleanup", "false")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "experiment plug-in: example" in run.stderr and run.final(801)["state"] == "finished"
+    workdir = [os.path.join(run.main, name) for name in os.listdir(run.main) if name.endswith("801")][0]
+    assert open(os.path.join(workdir, "seen.txt")).read().split() == ["example", "1"]
+    for name in ("example_preprocess.txt", "example_postprocess.txt", "example_coprocess.txt"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name

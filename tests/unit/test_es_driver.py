@@ -118,6 +118,21 @@ def test_no_ranges_and_time_short(tmp_path):
     assert source.fetches == 0 and job.error_code == 1238
 
 
+def test_softkill_finishes_what_is_in_flight_then_ends(tmp_path):
+    ctx, job, source, driver = make(tmp_path, 50, lookahead_per_core=2, fetch_batch=2, update_batch=1)
+    plain_update = source.update
+
+    def update(updates):
+        plain_update(updates)
+        return True, ["softkill"]
+
+    source.update = update
+    assert run_payload(driver, job, "--sleep", "0.02") == 0  # told "end", exited by itself
+    states = [u["eventStatus"] for u in source.updates]
+    assert 0 < len(states) < 50 and states.count("finished") >= len(states) - 4, states
+    assert not job.kill.is_set()
+
+
 def test_output_outside_workdir_fails_the_range(tmp_path):
     ctx, job, source, driver = make(tmp_path, 1)
     env = dict(os.environ, **driver.prepare())
