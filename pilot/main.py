@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from typing import List, Optional
 
 from . import __version__
-from .errors import PilotError, shell_exit_code
+from .errors import PilotError, StartupSignal, shell_exit_code, signal_code
 from .options import build_parser, legacy_selector_refusal, notes, refusal
 from .settings import Settings
 
@@ -340,6 +341,12 @@ def _main(argv: List[str], report) -> tuple:
     """(shell exit code, diagnostic) of the whole pilot run."""
     settings = Settings.from_namespace(build_parser().parse_args(argv))
     report.settings = settings
+    if settings.redirectstdout:
+        try:
+            _redirect_stdout(settings.redirectstdout)
+        except PilotError as exc:
+            print(f"pilot: error: {exc.diag}", file=sys.stderr)
+            return 2, exc.diag
     if settings.check:
         from .selfcheck import run_check
 
@@ -353,8 +360,6 @@ def _main(argv: List[str], report) -> tuple:
         print(f"pilot: error: {problem}", file=sys.stderr)
         return 2, problem
     try:
-        if settings.redirectstdout:
-            _redirect_stdout(settings.redirectstdout)
         from .config import load_config
 
         config = load_config(settings.config or None)
@@ -376,10 +381,12 @@ def _main(argv: List[str], report) -> tuple:
         _one_line(str(exc))
         report.error_code = exc.code
         return shell_exit_code(exc.code), str(exc)
-    except KeyboardInterrupt:  # SIGINT before the pilot's own handlers are in place
-        _one_line("interrupted (SIGINT) during start-up")
-        report.error_code = 1208
-        return shell_exit_code(1208), "interrupted (SIGINT) during start-up"
+    except KeyboardInterrupt as exc:  # a signal before the pipeline's own handlers are in place (pilot.py)
+        signum = exc.signum if isinstance(exc, StartupSignal) else signal.SIGINT
+        text = f"interrupted by {signal.Signals(signum).name} during start-up"
+        _one_line(text)
+        report.error_code = signal_code(signum)
+        return shell_exit_code(report.error_code, signum), text
     except Exception as exc:  # noqa: BLE001 -- any other start-up failure: a code and one line, not a traceback
         log.debug("start-up failure", exc_info=True)
         text = f"1008 GENERALERROR: {type(exc).__name__}: {str(exc)[:200]}"

@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..errors import PilotError
+from ..masking import mask
 from ..net import Client, NetError
-from ..transfer.surl import mask
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,17 @@ class Conflict(CouchError):
 
 class Unavailable(CouchError):
     """No usable answer (connection error, timeout, 5xx): try again later."""
+
+
+def _body(reply) -> Any:
+    """The JSON object of a CouchDB answer; a corrupt, truncated or absurdly nested one is an unusable answer."""
+    try:
+        body = reply.json()
+    except (ValueError, RecursionError) as exc:
+        raise Unavailable(reply.status_code, f"unreadable answer from CouchDB: {str(exc)[:100]}") from None
+    if not isinstance(body, dict):
+        raise Unavailable(reply.status_code, f"CouchDB answered a {type(body).__name__}, not an object")
+    return body
 
 
 def split_target(target: str) -> Tuple[str, str]:
@@ -85,7 +96,7 @@ class Couch:
         try:
             body = reply.json()
             reason = f"{body.get('error', '')}: {body.get('reason', '')}"
-        except ValueError:
+        except (ValueError, RecursionError, AttributeError):
             reason = reply.text[:200].strip()
         cls = Conflict if reply.status_code == 409 else CouchError
         return cls(reply.status_code, f"{what}: HTTP {reply.status_code} {reason}")
@@ -98,7 +109,7 @@ class Couch:
             return None
         if reply.status_code != 200:
             raise self._fail(reply, f"database {self.db}")
-        return reply.json()
+        return _body(reply)
 
     def get(self, doc_id: str) -> Optional[Dict[str, Any]]:
         reply = self._request("GET", doc_path(doc_id))
@@ -106,7 +117,7 @@ class Couch:
             return None
         if reply.status_code != 200:
             raise self._fail(reply, f"reading {doc_id}")
-        return reply.json()
+        return _body(reply)
 
     def put(self, doc: Dict[str, Any]) -> str:
         """Write `doc` (with its `_rev`, unless new); returns the new revision and sets it on `doc`."""
@@ -114,7 +125,7 @@ class Couch:
                               headers={"Content-Type": "application/json"})
         if reply.status_code not in (201, 202):
             raise self._fail(reply, f"writing {doc['_id']}")
-        doc["_rev"] = reply.json()["rev"]
+        doc["_rev"] = _body(reply)["rev"]
         return doc["_rev"]
 
     def view(self, design: str, name: str, limit: int = 0, include_docs: bool = False,
@@ -130,7 +141,7 @@ class Couch:
                               params=params)
         if reply.status_code != 200:
             raise self._fail(reply, f"view {design}/{name}")
-        return list(reply.json().get("rows", []))
+        return list(_body(reply).get("rows", []))
 
     # --- attachments ------------------------------------------------------------------------------------------
     def put_attachment(self, doc_id: str, rev: str, name: str, data: bytes,
@@ -139,7 +150,7 @@ class Couch:
                               data=data, headers={"Content-Type": content_type})
         if reply.status_code not in (201, 202):
             raise self._fail(reply, f"attaching {name} to {doc_id}")
-        return reply.json()["rev"]
+        return _body(reply)["rev"]
 
     def get_attachment(self, doc_id: str, name: str) -> Optional[bytes]:
         reply = self._request("GET", f"{doc_path(doc_id)}/{quote(name, safe='')}")

@@ -70,3 +70,29 @@ def test_bad_or_missing_config_file(tmp_path):
     assert proc.returncode == 65 and "kill_grace" in _one_line(proc)
     proc = _start(tmp_path, "-a", str(tmp_path / "run"), "--config", str(tmp_path / "absent.cfg"))
     assert proc.returncode == 65 and "cannot read config file" in _one_line(proc)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP"])
+def test_signal_during_start_up_is_one_line_and_the_signals_status(tmp_path, signame):
+    """The pilot is held in start-up by a queue-data server that accepts and never answers; a signal then ends
+    it with 128+N and one line (before the pipeline's handlers exist), not a traceback."""
+    import signal
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/queuedata.json"
+        proc = subprocess.Popen([sys.executable, PILOT, "-q", "SLOWQ", "--queuedata-url", url, "-a", str(tmp_path)],
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=str(tmp_path),
+                                stdin=subprocess.DEVNULL)
+        server.settimeout(30)
+        conn, _addr = server.accept()  # the pilot is asking for its queue data: it is in start-up
+        proc.send_signal(getattr(signal, signame))
+        _out, err = proc.communicate(timeout=30)
+        conn.close()
+    finally:
+        server.close()
+    assert proc.returncode == 128 + getattr(signal, signame), err
+    assert "Traceback" not in err and f"interrupted by {signame} during start-up" in err
