@@ -223,7 +223,8 @@ class LocalChannel(Channel):
                     job = parse_job(raw, self.max_field)
                 except PilotError:
                     continue
-                if recovery.has_final_report(os.path.dirname(report_root), job.jobid):
+                if recovery.has_final_report(os.path.dirname(report_root), job.jobid) or \
+                        not self._first_taken_from(job.jobid, path):
                     continue
                 job.fail(recovery.LOST_HEARTBEAT, f"pilot {orphan.get('pid')} that ran the job on "
                                                   f"{orphan.get('host')} died without reporting it (lost heartbeat)")
@@ -243,6 +244,21 @@ class LocalChannel(Channel):
                             "with %d", job.jobid, orphan.get("pid"), recovery.LOST_HEARTBEAT)
             recovery.forget(orphan["record_path"])
         return reported
+
+    def _first_taken_from(self, jobid: str, path: str) -> bool:
+        """Whether DIR/.claimed/<PandaID> names `path`: a duplicate id refused from it needs no report."""
+        try:
+            with open(os.path.join(self.job_dir, CLAIMED_DIR, jobid), encoding="utf-8", errors="replace") as handle:
+                return os.path.basename(handle.read(4096).strip()) == os.path.basename(path)
+        except OSError:
+            return True  # no marker (a read-only job dir): the dead pilot may well have run it
+
+    def close(self) -> None:
+        """A pilot that ends normally has reported every job it took: nothing for a later pilot to recover."""
+        for record in list(self._claim_records.values()):
+            recovery.forget(record)
+        self._claim_records.clear()
+        self._owner_records.clear()
 
     def _read_jobs_only(self, path: str) -> List[Tuple[str, Any]]:
         """The definitions in a claimed file, without putting any back (recovery)."""
