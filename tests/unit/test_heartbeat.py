@@ -1,5 +1,6 @@
-"""Server commands and the heartbeat schedule."""
+"""Server commands and the heartbeat schedule (run at 0.2 s periods, waiting on events, never on fixed sleeps)."""
 
+import dataclasses
 import threading
 import time
 import types
@@ -17,8 +18,15 @@ def ctx():
                                  drain=Trigger("drain"), abort=abort, request_abort=abort.fire)
 
 
-def job(workdir=""):
-    j = parse_job({"PandaID": 1, "transformation": "sh"})
+def fast_ctx(**pilot):
+    """ctx() with sub-second periods ([Pilot] settings are whole seconds in a config file; the scheduler is not)."""
+    c = ctx()
+    c.config = types.SimpleNamespace(pilot=dataclasses.replace(c.config.pilot, **pilot))
+    return c
+
+
+def job(workdir="", jobid=1):
+    j = parse_job({"PandaID": jobid, "transformation": "sh"})
     j.workdir = workdir
     return j
 
@@ -55,24 +63,30 @@ def test_debug_commands_are_restricted(tmp_path):
 
 def test_heartbeat_schedule_and_stop():
     sent = []
-    done = threading.Event()
+    beats = {1: threading.Event(), 2: threading.Event()}
 
     class Pipeline:
         def report(self, j):
-            sent.append(time.monotonic())
-            if len(sent) >= 2:
-                done.set()
+            sent.append((j.jobid, time.monotonic()))
+            if [jobid for jobid, _ in sent].count("1") >= 2:
+                beats[1].set()
+            if [jobid for jobid, _ in sent].count("2") >= 2:
+                beats[2].set()
 
-    beat = Heartbeat(ctx(), Pipeline())
+    beat = Heartbeat(fast_ctx(heartbeat=0.2, debug_heartbeat=0.2), Pipeline())
     beat.start()
     j = job()
     beat.watch(j)
-    assert done.wait(5), "two heartbeats at a 1 s interval within 5 s"
-    assert 0.8 <= sent[1] - sent[0] <= 2.0
+    assert beats[1].wait(5), "two heartbeats at a 0.2 s interval within 5 s"
+    first, second = [when for jobid, when in sent if jobid == "1"][:2]
+    assert 0.15 <= second - first <= 1.5
     beat.unwatch(j)
     count = len(sent)
-    time.sleep(1.3)
-    assert len(sent) == count  # unwatched: no more heartbeats
+    # a job watched now is due one period later than the unwatched one would have been: by its second heartbeat the
+    # unwatched job would have had two more; one may have been on its way when unwatch() was called
+    beat.watch(job(jobid=2))
+    assert beats[2].wait(5)
+    assert [jobid for jobid, _ in sent[count:]].count("1") <= 1  # unwatched: no more heartbeats
     beat.stop()
     beat.join(2)
     assert not beat.is_alive()
@@ -90,32 +104,33 @@ def test_lost_heartbeat_kills_the_job():
 
 def test_command_checks_run_between_heartbeats_and_stop_with_the_job():
     """[Pilot] command_check asks the channel for commands between heartbeats (heartbeat 1000 s here)."""
-    c = ctx()
-    c.config = load_config(env={"PILOT_CFG_PILOT_HEARTBEAT": "1000", "PILOT_CFG_PILOT_COMMAND_CHECK": "1"})
+    c = fast_ctx(heartbeat=1000, command_check=0.2)
     checks, beats = [], []
-    done = threading.Event()
+    done = {"1": threading.Event(), "2": threading.Event()}
 
     class Pipeline:
         def report(self, j):
             beats.append(j)
 
         def check_commands(self, j):
-            checks.append(time.monotonic())
-            if len(checks) >= 2:
-                done.set()
+            checks.append((j.jobid, time.monotonic()))
+            if [jobid for jobid, _ in checks].count(j.jobid) >= 2:
+                done[j.jobid].set()
 
     beat = Heartbeat(c, Pipeline())
     beat.start()
     j = job()
     started = time.monotonic()
     beat.watch(j)
-    assert done.wait(5), "two command checks at a 1 s period within 5 s"
-    assert checks[0] - started >= 0.9 and 0.8 <= checks[1] - checks[0] <= 2.0
+    assert done["1"].wait(5), "two command checks at a 0.2 s period within 5 s"
+    first, second = [when for jobid, when in checks if jobid == "1"][:2]
+    assert first - started >= 0.15 and 0.15 <= second - first <= 1.5
     assert beats == []  # no update was sent for them
     beat.unwatch(j)
     count = len(checks)
-    time.sleep(1.3)
-    assert len(checks) == count
+    beat.watch(job(jobid=2))  # checked from one period on: job 1 would have had two more checks by its second
+    assert done["2"].wait(5)
+    assert [jobid for jobid, _ in checks[count:]].count("1") <= 1  # (one may have been on its way)
     beat.stop()
     beat.join(2)
 
