@@ -12,7 +12,8 @@ import pytest
 
 from pilot.config import load_config
 from pilot.errors import PilotError
-from pilot.job import FileSpec, parse_job
+from pilot.job import FileSpec
+from pilot.jobparser import parse_job
 from pilot.transfer.base import (KNOWN_ACTIVITIES, LOG_ACTIVITIES, STAGEIN_ACTIVITIES, STAGEOUT_ACTIVITIES,
                                  copytool_names, get_copytool)
 from pilot.transfer.checksum import CHUNK, Digest, copy_stream, file_checksum, mismatch_code
