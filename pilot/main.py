@@ -133,7 +133,6 @@ def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt:
 
 def queuedata_sources(settings: Settings, config, main_dir: str):
     """Where the queue data may come from, in Pilot 3's order plus the server's cache (pilot/queuedata.py)."""
-    from .channels.panda import server_url
     from .queuedata import LOCAL_QUEUE, Sources
 
     info = config.information
@@ -142,6 +141,8 @@ def queuedata_sources(settings: Settings, config, main_dir: str):
     local_only = settings.queue == LOCAL_QUEUE  # the built-in queue, unless a file or URL is named
     server = ""
     if info.queuedata_url and not local_only:
+        from .channels.panda import server_url  # lazily: a local pilot does not load the PanDA channel
+
         base = server_url(settings.url or os.environ.get("PANDA_SERVER_URL", ""), settings.port,
                           config.pilot.pandaserver)
         server = info.queuedata_url.replace("{pandaserver}", base)
@@ -341,6 +342,12 @@ def _main(argv: List[str], report) -> tuple:
     """(shell exit code, diagnostic) of the whole pilot run."""
     settings = Settings.from_namespace(build_parser().parse_args(argv))
     report.settings = settings
+    if settings.redirectstdout:
+        try:
+            _redirect_stdout(settings.redirectstdout)
+        except PilotError as exc:
+            print(f"pilot: error: {exc.diag}", file=sys.stderr)
+            return 2, exc.diag
     if settings.check:
         from .selfcheck import run_check
 
@@ -354,8 +361,6 @@ def _main(argv: List[str], report) -> tuple:
         print(f"pilot: error: {problem}", file=sys.stderr)
         return 2, problem
     try:
-        if settings.redirectstdout:
-            _redirect_stdout(settings.redirectstdout)
         from .config import load_config
 
         config = load_config(settings.config or None)

@@ -19,6 +19,7 @@ from pilot.config import declared, describe  # noqa: E402
 from pilot.config_sections import SECTIONS  # noqa: E402
 
 CODE_IN_SOURCE = re.compile(r"(?<![\w.])(1[0-3]\d\d)(?![\w.])")
+CODE_BY_NAME = re.compile(r"\bErrorCode\.([A-Z0-9_]+)\b")
 
 
 def configuration_md() -> str:
@@ -68,6 +69,9 @@ def where_raised() -> dict:
                 code = int(match.group(1))
                 if code in errors.ERRORS:
                     found.setdefault(code, set()).add(module)
+            for match in CODE_BY_NAME.finditer(text):
+                if match.group(1) in errors.CODES:
+                    found.setdefault(errors.CODES[match.group(1)], set()).add(module)
     return found
 
 
@@ -94,7 +98,19 @@ def command_line_md() -> str:
     return help_markdown()
 
 
-DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md, "command-line.md": command_line_md}
+def migration_md() -> str:
+    """docs/migration-from-pilot3.md with its flags table regenerated (the rest of the page is written by hand)."""
+    from pilot.options import FLAGS_BEGIN, FLAGS_END, migration_flags_table
+
+    with open(os.path.join(TOP, "docs", "migration-from-pilot3.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    head, _, rest = text.partition(FLAGS_BEGIN)
+    _, _, tail = rest.partition(FLAGS_END)
+    return head + migration_flags_table() + tail
+
+
+DOCS = {"configuration.md": configuration_md, "error-codes.md": error_codes_md, "command-line.md": command_line_md,
+        "migration-from-pilot3.md": migration_md}
 
 
 def main() -> int:

@@ -131,3 +131,51 @@ def test_stageout_attempts_retry_transient_stage_out_failures(what, calls):
         with pytest.raises(TransferFailure):
             Copytool._retrying(flaky, types.SimpleNamespace(lfn="f"), ctx, what)
     assert len(seen) == calls
+
+
+def _pilot3_options():
+    """Option strings of Pilot 3's argument parser, from the design study's §2.1 table (tests/data/spec)."""
+    path = os.path.join(REPO, "tests", "data", "spec", "pilot3-reference.md")
+    text = open(path, encoding="utf-8").read()
+    table = text.split("### 2.1 Options", 1)[1].split("###", 1)[0]
+    names = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            first = line.split("|")[1]
+            names |= set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*|-[a-zA-Z])\b", first))
+    return names
+
+
+def _migration_doc():
+    return open(os.path.join(REPO, "docs", "migration-from-pilot3.md"), encoding="utf-8").read()
+
+
+def test_migration_flags_table_covers_every_pilot3_option():
+    pilot3 = _pilot3_options()
+    assert len(pilot3) > 60  # the whole parser, not a fragment
+    table = _migration_doc().split(options.FLAGS_BEGIN)[1].split(options.FLAGS_END)[0]
+    rows = set(re.findall(r"`(--?[\w-]+)`", table))
+    ours = {name for action in build_parser()._actions for name in action.option_strings}
+    assert pilot3 - rows == set()
+    assert pilot3 - ours == set()
+    assert rows - ours == set()
+
+
+def test_migration_files_table_covers_every_pilot3_file_name():
+    """Every file name of a Pilot 3 key in default.cfg (keys not marked "ours") has a row in the Files table."""
+    files_table = _migration_doc().split("## Files", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([^`]+)`(?:, `([^`]+)`)?", files_table, flags=re.M))
+    documented = {name for pair in documented for name in pair if name}
+    comments, wanted = [], set()
+    for line in open(os.path.join(REPO, "pilot", "default.cfg"), encoding="utf-8"):
+        line = line.strip()
+        if line.startswith("#"):
+            comments.append(line)
+            continue
+        key, sep, value = line.partition("=")
+        if sep and not any("ours" in comment for comment in comments) and re.fullmatch(
+                r"[\w.-]+\.(json|txt|out|log|xml|stdout|stderr)|kill_worker|pilot_kill_payload", value.strip()):
+            wanted.add(value.strip())
+        comments = []
+    assert len(wanted) > 15
+    assert wanted - documented == set()

@@ -47,7 +47,7 @@ class Scripted:
                 except ValueError:
                     body = raw.decode()
                 owner.calls.append((self.path, dict(self.headers), body))
-                queue = owner.plan.get(self.path.split("/")[-1]) or [(200, NO_JOBS)]
+                queue = owner.plan.get(self.path.split("?")[0].split("/")[-1]) or [(200, NO_JOBS)]
                 status, reply = queue.pop(0) if len(queue) > 1 else queue[0]
                 data = (reply if isinstance(reply, str) else json.dumps(reply)).encode()
                 self.send_response(status)
@@ -173,3 +173,43 @@ def test_transient_final_update_failure_is_retried_then_acknowledged(tmp_path, s
     job = parse_job({"PandaID": 7, "transformation": "sh"})
     assert channel.update(job, {"jobId": "7", "state": "finished"}, final=True).ok
     assert len(server.bodies("update_job")) == 3 and list((tmp_path / "spool").iterdir()) == []
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ({"success": True, "data": [{"status": "running", "command": "tobekilled"}]}, ["tobekilled"]),
+    ({"success": True, "data": [{"status": "running", "command": None}]}, []),
+    ({"success": True, "data": [{"status": "running", "command": "tail -n 5 payload.stdout,softkill"}]},
+     ["softkill"]),  # a debug command's output travels with a heartbeat: left to it
+    ({"success": True, "data": [{"status": "unknown", "command": "tobekilled"}]}, []),  # not found: the heartbeat decides
+    ({"success": False, "message": "time out", "data": {"code": 10}}, []),
+])
+def test_command_check_reads_job_get_status(tmp_path, server, answer, expected):
+    server.plan["get_status"] = [(200, answer)]
+    channel = make_channel(tmp_path, server.url)
+    assert channel.commands(parse_job({"PandaID": 42, "transformation": "sh"})) == expected
+    path, headers, _body = server.calls[-1]
+    assert path == "/api/v1/job/get_status?job_ids=42" and headers["Authorization"].startswith("Bearer ")
+
+
+def test_command_check_survives_an_unreachable_server(tmp_path):
+    channel = make_channel(tmp_path, "http://127.0.0.1:9", http_connect_timeout=1)
+    assert channel.commands(parse_job({"PandaID": 42, "transformation": "sh"})) == []
+
+
+def test_fetch_credential_answers_and_refusals(tmp_path, server):
+    """creds/get_access_token and get_proxy: the credential from data.user_proxy, else why not (never raised)."""
+    server.plan["get_access_token"] = [(200, {"success": True, "message": "", "data": {"user_proxy": "a.b.c"}}),
+                                       (200, {"success": False, "message": "'token' not found for x", "data": None}),
+                                       (403, "Token authentication failed"), (200, {"success": True, "data": {}})]
+    channel = make_channel(tmp_path, server.url)
+    assert channel.fetch_credential("get_access_token", {"client_name": "pilot_server"}) == ("a.b.c", "")
+    assert channel.fetch_credential("get_access_token", {}) == (None, "'token' not found for x")
+    value, why = channel.fetch_credential("get_access_token", {})
+    assert value is None and why.startswith("HTTP 403")
+    assert channel.fetch_credential("get_access_token", {}) == (None, "the answer holds no credential")
+    path, headers, _body = server.calls[0]
+    assert path == "/api/v1/creds/get_access_token?client_name=pilot_server"
+    assert headers["Authorization"] == "Bearer header.payload.signature" and headers["Origin"] == "atlas.production"
+    server.close()
+    value, why = channel.fetch_credential("get_proxy", {"role": "production"})  # nobody listening
+    assert value is None and why
