@@ -87,7 +87,12 @@ class PandaChannel(Channel):
         self.http = Client(trust_from(ctx, client_cert=not self.token_file),
                            (cfg.http_connect_timeout, cfg.http_maxtime),
                            {"Accept": "application/json", "User-Agent": f"pilot/{__version__}"})
-        log.info("server %s, %s, trusting %s", self.base, self._credential(), self.http.trust.where)
+        if self.token_file:
+            log.info("server %s, token authentication (token file %s, origin %s), trusting %s", self.base,
+                     self.token_file, self.origin, self.http.trust.where)
+        elif self.http.trust.cert:
+            log.info("server %s, X509 proxy %s, trusting %s", self.base, self.http.trust.cert[0],
+                     self.http.trust.where)
         if not self.token_file and not self.http.trust.cert and self.base.startswith("https://"):
             log.warning("server %s: no token and no X509 proxy found: requests are anonymous", self.base)
         self.last_task_id = 0  # the previous job's task, for --allow-same-user
@@ -286,12 +291,12 @@ class PandaChannel(Channel):
         """
         if self.api == "legacy":
             return None, "the legacy protocol has no credential calls this pilot uses (panda-server < 1.0)"
-        self.requests_sent += 1
         try:
-            response = self.session.get(f"{self.base}/api/v1/creds/{method}", params=params,
-                                        headers=self._auth_headers(), timeout=self.timeout,
-                                        verify=self.session.verify, cert=self.session.cert)
-        except (self.requests.RequestException, PilotError) as exc:
+            response = self.http.get(f"{self.base}/api/v1/creds/{method}", params=params,
+                                     headers=self._auth_headers())
+        except NetError as exc:
+            return None, _clean(exc.message)
+        except PilotError as exc:
             return None, f"{type(exc).__name__}: {_clean(str(exc))}"
         if response.status_code != 200:
             return None, f"HTTP {response.status_code}: {_clean(response.text)}"
