@@ -341,6 +341,12 @@ def _main(argv: List[str], report) -> tuple:
     """(shell exit code, diagnostic) of the whole pilot run."""
     settings = Settings.from_namespace(build_parser().parse_args(argv))
     report.settings = settings
+    if settings.redirectstdout:
+        try:
+            _redirect_stdout(settings.redirectstdout)
+        except PilotError as exc:
+            print(f"pilot: error: {exc.diag}", file=sys.stderr)
+            return 2, exc.diag
     if settings.check:
         from .selfcheck import run_check
 
@@ -354,8 +360,6 @@ def _main(argv: List[str], report) -> tuple:
         print(f"pilot: error: {problem}", file=sys.stderr)
         return 2, problem
     try:
-        if settings.redirectstdout:
-            _redirect_stdout(settings.redirectstdout)
         from .config import load_config
 
         config = load_config(settings.config or None)

@@ -26,10 +26,13 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl
 
 from ..errors import PilotError
-from ..job import Job, parse_jobs, split_definitions
+from ..job import Job
+from ..jobparser import parse_jobs, split_definitions
 from ..payload.untrusted import read_inside
+from ..threads import guarded
 from .base import Channel, Reply
-from .local import salvage_jobs, write_json_atomic
+from ..files import write_json_atomic
+from .local import salvage_jobs
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +83,7 @@ class HarvesterChannel(Channel):
         self.push = settings.harvester_submitmode == "PUSH"
         self._served = 0
         self._heartbeat_stop = threading.Event()
-        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="harvester-heartbeat",
-                                                  daemon=True)
+        self._heartbeat_thread = guarded("harvester-heartbeat", self._heartbeat_loop, ctx.request_abort)
         self._heartbeat_thread.start()
         log.info("Harvester %s mode, access point %s", settings.harvester_submitmode, self.ap)
 

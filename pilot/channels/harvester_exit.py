@@ -20,7 +20,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional
 
-from .local import write_json_atomic
+from ..files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,10 @@ class ExitReport:
         return {key: getattr(self.config.harvester, key) for key in _DEFAULTS}
 
     def write(self, exit_code: int, diag: str) -> None:
+        if self.settings is not None and self.settings.check:
+            return  # an operator's node check, not a worker's run
+        if self.settings is None and exit_code == 0:
+            return  # --help, --version
         if not self.harvester_mode():
             return
         from .harvester import access_point

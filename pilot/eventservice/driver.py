@@ -253,7 +253,7 @@ class EventServiceDriver:
         return paths
 
     def _store_batch(self, batch) -> None:
-        from ..stages.stagein import transfer_files
+        from ..transfer.jobfiles import transfer_files
 
         files, owner = [], {}
         for entry, message in batch:

@@ -163,3 +163,29 @@ def test_example_experiment_plugin_through_pilot(tmp_path):
     assert open(os.path.join(workdir, "seen.txt")).read().split() == ["example", "1"]
     for name in ("example_preprocess.txt", "example_postprocess.txt", "example_coprocess.txt"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+
+
+def test_redirect_stdout_takes_the_pilots_standard_output(tmp_path):
+    run = _run(tmp_path, "--check", "-q", "LOCAL", "--redirect-stdout", str(tmp_path / "out.txt"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout == "" and "node can run jobs of queue LOCAL" in (tmp_path / "out.txt").read_text()
+
+
+def test_sigterm_in_a_kubernetes_pod_is_preemption_1379(tmp_path):
+    """--pod: Pilot 3 reports a SIGTERM on Kubernetes as 1379 PREEMPTION (the exit code stays 143)."""
+    import signal
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "1.json").write_text(json.dumps(job_definition(901, pars="-c 'sleep 30'")))
+    proc = subprocess.Popen([sys.executable, PILOT, "-q", "LOCAL", "-a", str(tmp_path), "--job-source",
+                             f"local:{jobs}", "--pod"], cwd=str(tmp_path), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline and not list(tmp_path.glob("PanDA_Pilot3_*/reports/901/*running*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    run = PilotRun(str(tmp_path), proc, out, err)
+    assert run.returncode == 143, err[-3000:]
+    assert run.final(901)["pilotErrorCode"] == 1379

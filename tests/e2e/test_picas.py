@@ -141,6 +141,8 @@ def _wait_for(predicate, timeout, what):
 
 
 def test_killed_pilot_leaves_a_lock_that_a_later_scrub_resets(tmp_path, couchdb):
+    """A SIGKILLed pilot's lock stays until a pilot with a shorter lease than its age resets it. Over 10 s on a
+    loaded machine: three pilot runs one after the other (killed, default lease, short lease), each ~2 s idle."""
     db = couchdb.new_db()
     marker = tmp_path / "first-run"
     # the first run hangs (the pilot is killed under it); the second finishes at once
@@ -159,8 +161,10 @@ def test_killed_pilot_leaves_a_lock_that_a_later_scrub_resets(tmp_path, couchdb)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "no token in the todo view" in err, err[-3000:]
     assert couchdb.view_ids(db, "locked") == ["long"]
-    # one with a 2 s lease resets it (scrub_count + 1) and runs it
-    time.sleep(2.1)
+    # one with a 2 s lease resets it (scrub_count + 1) and runs it; the lock is made 10 s old rather than waited for
+    stale = couchdb.doc(db, "long")
+    stale["lock"] = stale["heartbeat"] = min(stale["lock"], stale.get("heartbeat") or stale["lock"]) - 10
+    couchdb.http.put(f"{couchdb.url}/{db}/long", json=stale).raise_for_status()
     proc = start_pilot(tmp_path / "c", couchdb, db, couchdb.pilot_env(PILOT_CFG_PICAS_LEASE="2"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
@@ -192,7 +196,9 @@ def test_running_token_carries_live_progress(tmp_path, couchdb):
     """While the payload runs, the token's `progress` gets the same usage a PanDA running update carries (CPU
     time, memory, I/O, cores), as docs/picas.md promises; read from pouchdb before the payload ends."""
     db = couchdb.new_db()
-    busy = 'end=$(($(date +%s)+8)); i=0; while [ $(date +%s) -lt $end ]; do i=$((i+1)); done'
+    stop = tmp_path / "stop"
+    # busy until the test has seen the progress (60 s at most): the payload must burn CPU while it is watched
+    busy = f'end=$(($(date +%s)+60)); i=0; while [ ! -e {stop} ] && [ $(date +%s) -lt $end ]; do i=$((i+1)); done'
     couchdb.add_tokens(db, [token("busy", command=busy)])
     proc = start_pilot(tmp_path, couchdb, db, couchdb.pilot_env(PILOT_CFG_PILOT_HEARTBEAT="1",
                                                                PILOT_CFG_PILOT_MEMORY_USAGE_VERIFICATION_TIME="1"))
@@ -205,6 +211,7 @@ def test_running_token_carries_live_progress(tmp_path, couchdb):
             progress = seen
             break
         time.sleep(0.2)
+    stop.touch()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
     assert progress is not None, "no progress with usage on the token while the payload ran"

@@ -144,6 +144,43 @@ class PandaServer:
 
     stop_http, start_http = stop, start
 
+    def cut(self, timeout=10):
+        """Make the server unreachable without stopping its process: both listeners close (connection refused) and
+        open connections are dropped, as when the process stops; restore() undoes it within milliseconds, where a
+        new process needs seconds to load the server (panda_test_wsgi.py, SIGUSR1)."""
+        self._signal_http(signal.SIGUSR1)
+        self._wait_ports(False, timeout)
+
+    def restore(self, timeout=10):
+        """Undo cut(): both listeners accept again (SIGUSR2)."""
+        self._signal_http(signal.SIGUSR2)
+        self._wait_ports(True, timeout)
+
+    def _signal_http(self, signum):
+        with open(os.path.join(self.base, "http.pid")) as handle:
+            pid = int(handle.read().split()[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read().split(b"\0")
+        if not any(arg.endswith(b"panda_test_wsgi.py") for arg in cmdline) or self.base.encode() not in cmdline:
+            raise RuntimeError(f"process {pid} of {self.base}/http.pid is not this server's: {cmdline}")
+        os.kill(pid, signum)
+
+    def _wait_ports(self, listening, timeout):
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while True:
+            states = []
+            for port in (self.port, self.https_port):
+                with socket.socket() as probe:
+                    states.append(probe.connect_ex(("127.0.0.1", port)) == 0)
+            if all(state == listening for state in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ports {self.port}/{self.https_port}: listening {states} after {timeout} s, "
+                                   f"wanted {listening}")
+            time.sleep(0.02)
+
     def is_alive(self):
         try:
             status, body = self.call("system/is_alive", method="GET", timeout=5)

@@ -99,18 +99,38 @@ def test_server_kill_command_kills_the_payload_with_1144(panda, tmp_path):
     assert panda.archive(panda_id) in ("failed", "cancelled")
 
 
+def wait_until(predicate, timeout, what):
+    """Poll `predicate` (files, logs, the database) every 0.1 s until it holds; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def pilot_log(tmp_path):
+    logs = glob.glob(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "pilotlog.txt"))
+    return open(logs[0], errors="replace").read() if logs else ""
+
+
 def test_server_down_during_final_update_then_back(panda, tmp_path):
-    panda_id = panda.submit_job(outputs=["o.dat"], job_pars="-c 'sleep 3; echo x > o.dat'")
+    """The payload ends (when the test says so) while the server is cut: the final update is spooled and retried
+    until the server is back, then delivered; nothing waits on a fixed sleep."""
+    go = tmp_path / "go"
+    panda_id = panda.submit_job(outputs=["o.dat"],
+                                job_pars=f"-c 'while [ ! -e {go} ]; do sleep 0.05; done; echo x > o.dat'")
     proc = start_pilot(panda, tmp_path)
     panda.wait_for(panda_id, {"running"}, timeout=60)
-    panda.stop_http()
+    panda.cut()
     try:
-        time.sleep(6)  # the payload ends and the final update fails while the server is away
+        go.touch()
+        wait_until(lambda: f"final update of job {panda_id}: attempt 1 failed" in pilot_log(tmp_path), 60,
+                   "a failed delivery of the final update")
         assert proc.poll() is None, "the pilot must keep retrying its final update"
         spooled = glob.glob(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "spool", "*.final.update.json"))
         assert spooled, "the final update must be on disk while undelivered"
     finally:
-        panda.start_http()
+        panda.restore()
     run = finish(proc, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert not glob.glob(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "spool", "*.update.json"))
@@ -119,17 +139,19 @@ def test_server_down_during_final_update_then_back(panda, tmp_path):
 
 
 def test_server_down_past_the_deadline_then_replayed(panda, tmp_path):
+    """SIGTERM while the server is unreachable: the final update is retried until the abort grace (6 s here) is over
+    and left in the spool, then a second pilot replays it. About 10 s: the grace is waited out, then a second run."""
     panda_id = panda.submit_job(outputs=["o.dat"], job_pars="-c 'sleep 2; echo x > o.dat'")
     first = tmp_path / "first"
     first.mkdir()
     proc = start_pilot(panda, first, env={"PILOT_CFG_PILOT_ABORT_GRACE": "6"})
     panda.wait_for(panda_id, {"running"}, timeout=60)
-    panda.stop_http()
+    panda.cut()
     try:
         proc.send_signal(signal.SIGTERM)  # the batch system ends the pilot while the server is away
         run = finish(proc, first, timeout=120)  # it gives up delivering when its abort grace is over
     finally:
-        panda.start_http()
+        panda.restore()
     assert run.returncode == 143
     spooled = glob.glob(os.path.join(str(first), "PanDA_Pilot3_*", "spool", "*.final.update.json"))
     assert len(spooled) == 1, run.stderr[-3000:]

@@ -95,3 +95,22 @@ def test_https_identity_is_the_client_certificate(panda):
     assert proxied.json()["message"] == "No jobs in PanDA", proxied.text[:300]
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"{panda.https_url}/api/v1/system/is_alive", timeout=10)  # system CAs: the test CA is unknown
+
+
+def test_cut_and_restore_drop_even_open_connections(panda):
+    """cut() makes the server unreachable as a stopped process would -- new connections refused, a kept-alive one
+    dropped -- and restore() brings it back at once, its database untouched."""
+    session = requests.Session()
+    session.headers.update(JSON)
+    assert session.get(f"{panda.url}/api/v1/system/is_alive", timeout=10).json()["success"]  # kept alive
+    panda.cut()
+    try:
+        with pytest.raises(requests.ConnectionError):
+            session.get(f"{panda.url}/api/v1/system/is_alive", timeout=5)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{panda.https_url}/api/v1/system/is_alive", verify=panda.ca_file, timeout=5)
+        assert not panda.is_alive()
+    finally:
+        panda.restore()
+    assert panda.is_alive()
+    assert session.get(f"{panda.url}/api/v1/system/is_alive", timeout=10).json()["success"]

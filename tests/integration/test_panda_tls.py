@@ -58,7 +58,7 @@ def test_job_cycle_over_https_with_the_robot_proxy(panda, tmp_path):
     panda_id = panda.submit_job(outputs=["result.dat"], job_pars="-c 'echo done > result.dat'")
     run = run_pilot(panda, tmp_path, "--cacert", panda.ca_file, env={"X509_USER_PROXY": panda.robot_proxy})
     assert run.returncode == 0, run.stderr[-3000:]
-    assert f"server {panda.https_url}, X509 proxy {panda.robot_proxy}" in run.stderr
+    assert f"server {panda.https_url}, X509 proxy ({panda.robot_proxy}), trusting {panda.ca_file}" in run.stderr
     assert "job %d: finished update acknowledged" % panda_id in run.stderr, run.stderr[-3000:]
     record = panda.job_record(panda_id)
     assert record["jobStatus"] == "holding" and record["pilotErrorCode"] == 0
@@ -73,7 +73,7 @@ def test_ca_directory_trusts_the_server(panda, tmp_path, trust):
     extra, env = ([trust, panda.ca_dir], {}) if trust.startswith("--") else ([], {trust: panda.ca_dir})
     run = run_pilot(panda, tmp_path, *extra, env=dict(env, X509_USER_PROXY=panda.robot_proxy))
     assert run.returncode == 0 and "No jobs" in run.stderr, run.stderr[-3000:]
-    assert "CERTIFICATE_VERIFY_FAILED" not in run.stderr
+    assert f"trusting {panda.ca_dir}" in run.stderr and "CERTIFICATE_VERIFY_FAILED" not in run.stderr
 
 
 def test_token_over_https(panda, tmp_path):
@@ -81,7 +81,7 @@ def test_token_over_https(panda, tmp_path):
     panda_id = panda.submit_job()
     run = run_pilot(panda, tmp_path, "--cacert", panda.ca_file, env=panda.pilot_env(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "token authentication" in run.stderr
+    assert f"server {panda.https_url}, token (" in run.stderr and f"trusting {panda.ca_file}" in run.stderr
     assert panda.job_record(panda_id)["jobStatus"] == "holding"
 
 
@@ -94,30 +94,31 @@ def test_server_of_an_unknown_ca_is_refused(panda, tmp_path, trust):
     extra = {"none": [], "--cacert": ["--cacert", ca_file], "--capath": ["--capath", ca_dir]}[trust]
     run = run_pilot(panda, tmp_path, *extra, env={"X509_USER_PROXY": panda.robot_proxy})
     assert run.returncode == 79, run.stderr[-3000:]
+    trusted = {"none": "system CAs", "--cacert": ca_file, "--capath": ca_dir}[trust]
+    assert f"trusting {trusted}" in run.stderr
     assert "CERTIFICATE_VERIFY_FAILED" in run.stderr
     assert panda.job_status(panda_id) == "activated"
 
 
 def test_proxy_without_production_role_is_refused(panda, tmp_path):
     """A valid proxy of a user whose DN has no production role: the server reads that DN from the certificate and
-    refuses to hand out the production job."""
+    refuses to hand out the production job; the pilot stops at once with 1163 (exit 68), not retrying."""
     panda_id = panda.submit_job()
     run = run_pilot(panda, tmp_path, "--cacert", panda.ca_file, env={"X509_USER_PROXY": panda.user_proxy})
-    assert run.returncode == 68, run.stderr[-3000:]  # 1163: refused credentials, not retried
+    assert run.returncode == 68, run.stderr[-3000:]
     # the server found a DN (else: "SSL secure connection is required") and judged it, not the robot's
-    # (refused at start-up by update_worker_node, or by acquire_jobs: the server's wording differs)
-    assert ("production or pilot role required" in run.stderr or "no production/pilot role" in run.stderr) and \
-        "1163" in run.stderr and "SSL secure connection is required" not in run.stderr
+    assert f"refused the pilot's X509 proxy ({panda.user_proxy}): production or pilot role required" in run.stderr
     assert panda.job_status(panda_id) == "activated"
 
 
 def test_no_client_certificate_is_anonymous(panda, tmp_path):
     """No proxy and no token: the pilot warns and goes on; the server, seeing no certificate, refuses ("SSL secure
-    connection is required"), whatever headers the request carries."""
+    connection is required"): 1163, exit 68."""
     panda_id = panda.submit_job()
     run = run_pilot(panda, tmp_path, "--cacert", panda.ca_file, "-t",
                     env={"X509_USER_PROXY": str(tmp_path / "no-such-proxy")})
-    assert run.returncode == 68, run.stderr[-3000:]  # 1163: refused credentials, not retried
+    assert run.returncode == 68, run.stderr[-3000:]
     assert "requests are anonymous" in run.stderr
-    assert "SSL secure connection is required" in run.stderr
+    assert ("refused the pilot's anonymous request (no token, no proxy): SSL secure connection is required"
+            in run.stderr)
     assert panda.job_status(panda_id) == "activated"

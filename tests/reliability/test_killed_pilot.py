@@ -109,3 +109,20 @@ def test_wrapper_sweeps_what_its_sigkilled_pilot_left(tmp_path):
             os.killpg(wrapper.pid, signal.SIGKILL)
             wrapper.communicate()
         kill_all(tag)
+
+
+def test_a_pilot_that_ends_normally_leaves_nothing_to_recover(tmp_path):
+    """Owner and payload records go with the job's final report (and at the latest when the pilot ends), also for a
+    file refused as a duplicate PandaID: a later pilot finds nothing to report twice."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_job(jobs, job_definition(1643))
+    write_job(jobs, job_definition(1643), name="job_1643_again.json")  # the same PandaID: refused
+    first = start_pilot(tmp_path, jobs, "auto")
+    _out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err[-3000:]
+    assert not glob.glob(os.path.join(str(jobs), ".claimed", "*.owner")), err[-3000:]
+    assert not glob.glob(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "payloads", "*.json"))
+    second = start_pilot(tmp_path, jobs, "auto")
+    second.communicate(timeout=60)
+    assert len(glob.glob(os.path.join(str(tmp_path), "PanDA_Pilot3_*", "reports", "1643", "*.final.json"))) == 1

@@ -92,7 +92,7 @@ def test_pilot_sigkilled_while_retrying_final_update_is_replayed_by_next_pilot(p
     first = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
     panda.wait_for(panda_id, {"running"}, timeout=60)
-    panda.stop_http()
+    panda.cut()
     try:
         deadline = time.time() + 30
         while time.time() < deadline and not glob.glob(str(tmp_path / "spool" / "*.final.update.json")):
@@ -101,7 +101,7 @@ def test_pilot_sigkilled_while_retrying_final_update_is_replayed_by_next_pilot(p
         first.send_signal(_signal.SIGKILL)
         first.communicate(timeout=30)
     finally:
-        panda.start_http()
+        panda.restore()
     second = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "replayed 1 spooled final update" in second.stderr

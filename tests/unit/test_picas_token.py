@@ -31,7 +31,7 @@ def test_command_parameters_env_and_sandbox():
     assert job.sandbox == "https://h/sbx.tgz"
     assert job.environment == {"MODE": "cal", "TOKEN": "tok1", "PICAS_DB": "lofardb",
                                "PICAS_URL": "http://127.0.0.1:5984/lofardb"}
-    assert job.raw["tokenFields"]["OBSID"] == "L229507"
+    assert job.sandbox_fields["OBSID"] == "L229507"
     assert job.attemptnr == 1 and job.jobid == synthetic_panda_id("lofardb", "tok1", 1700000000)
 
 

@@ -26,10 +26,15 @@ It also sets SCRIPT_NAME to the request path, because the server dispatches on S
 WSGIScriptAliasMatch gives it the full path; a WSGI server mounted at '/' gives SCRIPT_NAME='' and the path in
 PATH_INFO).
 
+SIGUSR1 cuts the server (listeners closed, connections dropped: clients get "connection refused" as from a stopped
+server), SIGUSR2 restores it; the process and its loaded application stay (PandaServer.cut() / restore()).
+
 usage: python panda_test_wsgi.py PORT [BASE]     (BASE only marks the command line, so stop scripts know it is ours)
 """
 
 import os
+import signal
+import socket
 import ssl
 import sys
 import threading
@@ -125,21 +130,52 @@ def tls_context(pki):
 
 
 def make_servers(http_port, https_port=None, pki=None):
+    """The listeners: [plain HTTP] or [plain HTTP, HTTPS]. Each tracks its open connections, so that a cut (see
+    Listeners) can drop them as a stopped server would."""
     from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
     WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, as Apache; the pilot's session reuses connections
 
-    class TLSServer(ThreadedWSGIServer):
+    class Server(ThreadedWSGIServer):
+        def __init__(self, port):
+            super().__init__("127.0.0.1", port, application)
+            self.open_connections = set()
+            self.lock = threading.Lock()
+
+        def get_request(self):
+            request = super().get_request()
+            with self.lock:
+                self.open_connections.add(request[0])
+            return request
+
+        def shutdown_request(self, request):
+            with self.lock:
+                self.open_connections.discard(request)
+            super().shutdown_request(request)
+
+        def drop_connections(self):
+            with self.lock:
+                connections, self.open_connections = list(self.open_connections), set()
+            for connection in connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by its handler
+
+    class TLSServer(Server):
         """HTTPS with the handshake in the request's thread: werkzeug's own TLS wraps the listening socket, so a
         client that connects and never completes the handshake would block accept() for everyone."""
 
         def __init__(self, port, context):
-            super().__init__("127.0.0.1", port, application)
+            super().__init__(port)
             self.tls, self.ssl_context = context, context  # ssl_context: werkzeug then sets wsgi.url_scheme https
 
         def get_request(self):
             sock, address = self.socket.accept()
-            return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+            request = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            with self.lock:
+                self.open_connections.add(request)
+            return request, address
 
         def finish_request(self, request, client_address):
             request.settimeout(30)
@@ -151,15 +187,50 @@ def make_servers(http_port, https_port=None, pki=None):
             request.settimeout(None)
             super().finish_request(request, client_address)
 
-    servers = [ThreadedWSGIServer("127.0.0.1", int(http_port), application)]
-    if https_port and pki:
-        servers.append(TLSServer(int(https_port), tls_context(pki)))
-    return servers
+    def make():
+        servers = [Server(int(http_port))]
+        if https_port and pki:
+            servers.append(TLSServer(int(https_port), tls_context(pki)))
+        return servers
+
+    return make
+
+
+class Listeners:
+    """Serves until SIGTERM. SIGUSR1 cuts the server: the listening sockets are closed (connection refused) and open
+    connections dropped, as if the process had stopped, but the application stays loaded, so SIGUSR2 brings it back
+    within milliseconds instead of the seconds a new process needs to import the server."""
+
+    def __init__(self, make):
+        self.make = make
+        self.servers = []
+
+    def up(self):
+        self.servers = self.make()
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        print(f"listening on {[s.server_address[1] for s in self.servers]}", file=sys.stderr, flush=True)
+
+    def down(self):
+        for server in self.servers:
+            server.shutdown()  # returns once serve_forever has stopped
+            server.server_close()
+            server.drop_connections()
+        self.servers = []
+        print("cut: not listening", file=sys.stderr, flush=True)
+
+    def run(self):
+        controls = {signal.SIGUSR1, signal.SIGUSR2}
+        signal.pthread_sigmask(signal.SIG_BLOCK, controls)  # taken by sigwait below, in every thread (inherited)
+        self.up()
+        while True:
+            received = signal.sigwait(controls)
+            if received == signal.SIGUSR1 and self.servers:
+                self.down()
+            elif received == signal.SIGUSR2 and not self.servers:
+                self.up()
 
 
 if __name__ == "__main__":
-    listeners = make_servers(sys.argv[1] if len(sys.argv) > 1 else _PORT, os.environ.get("PANDA_TEST_HTTPS_PORT"),
-                             os.environ.get("PANDA_TEST_PKI"))
-    for extra in listeners[1:]:
-        threading.Thread(target=extra.serve_forever, name="https", daemon=True).start()
-    listeners[0].serve_forever()
+    Listeners(make_servers(sys.argv[1] if len(sys.argv) > 1 else _PORT, os.environ.get("PANDA_TEST_HTTPS_PORT"),
+                           os.environ.get("PANDA_TEST_PKI"))).run()
