@@ -88,12 +88,7 @@ class PandaChannel(Channel):
         self.http = Client(trust_from(ctx, client_cert=not self.token_file),
                            (cfg.http_connect_timeout, cfg.http_maxtime),
                            {"Accept": "application/json", "User-Agent": f"pilot/{__version__}"})
-        if self.token_file:
-            log.info("server %s, token authentication (token file %s, origin %s), trusting %s", self.base,
-                     self.token_file, self.origin, self.http.trust.where)
-        elif self.http.trust.cert:
-            log.info("server %s, X509 proxy %s, trusting %s", self.base, self.http.trust.cert[0],
-                     self.http.trust.where)
+        log.info("server %s, %s, trusting %s", self.base, self._credential(), self.http.trust.where)
         if not self.token_file and not self.http.trust.cert and self.base.startswith("https://"):
             log.warning("server %s: no token and no X509 proxy found: requests are anonymous", self.base)
         self.last_task_id = 0  # the previous job's task, for --allow-same-user
