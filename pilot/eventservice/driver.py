@@ -132,9 +132,11 @@ class EventServiceDriver:
                     delay = 1.0
                     with self.cond:
                         self.counts["fetched"] += len(got)
-                        if self.done:  # finish() gave up waiting for this fetch: settle the late ranges here
+                        if self.done or self._stopping():  # too late for the payload: settle them here
+                            stop = fired_stop(self.ctx, self.job)
                             for entry in got:
-                                self._report(entry, "failed", 1224, "fetched after the payload had ended")
+                                self._report(entry, "failed", stop.code if stop else 1224,
+                                             f"{stop.reason if stop else 'the payload had ended'}: not started")
                             return
                         self.ready.extend(got)
                     if not got:
