@@ -151,7 +151,7 @@ def _describe(exc: Exception) -> str:
     text = str(exc)
     if "token" in text.lower() or "authorization" in text.lower():
         return type(exc).__name__
-    return f"{type(exc).__name__}: {mask(text)[:200]}"
+    return f"{type(exc).__name__}: {mask(text)[:300]}"
 
 
 def with_retries(call: Callable[[], T], what: str, attempts: int = 3, initial: float = 1.0, maximum: float = 30.0,

@@ -1,5 +1,7 @@
-"""Heartbeat scheduling, and the reporter: server commands, debug output, lost heartbeats, the final update."""
+"""Heartbeat scheduling, and the reporter: server commands, debug output, lost heartbeats, the final update.
+Schedules run at 0.2 s periods and the tests wait on events, never on fixed sleeps."""
 
+import dataclasses
 import threading
 import time
 import types
@@ -145,22 +147,26 @@ def test_debug_commands_are_restricted(tmp_path):
 
 def test_heartbeat_schedule_and_stop():
     sent = []
-    done = threading.Event()
+    beats = {"1": threading.Event(), "2": threading.Event()}
 
     def send(jobid):
-        sent.append(time.monotonic())
-        if len(sent) >= 2:
-            done.set()
+        sent.append((jobid, time.monotonic()))
+        if [j for j, _ in sent].count(jobid) >= 2:
+            beats[jobid].set()
 
-    beat = Heartbeat(ctx(), send, lambda jobid: 1.0, lambda jobid, exc: None)
+    beat = Heartbeat(ctx(), send, lambda jobid: 0.2, lambda jobid, exc: None)
     beat.start()
     beat.watch("1")
-    assert done.wait(5), "two heartbeats at a 1 s interval within 5 s"
-    assert 0.8 <= sent[1] - sent[0] <= 2.0
+    assert beats["1"].wait(5), "two heartbeats at a 0.2 s interval within 5 s"
+    first, second = [when for j, when in sent if j == "1"][:2]
+    assert 0.15 <= second - first <= 1.5
     beat.unwatch("1")
     count = len(sent)
-    time.sleep(1.3)
-    assert len(sent) == count  # unwatched: no more heartbeats
+    # a job watched now is due one period later than the unwatched one would have been: by its second heartbeat the
+    # unwatched job would have had two more; one may have been on its way when unwatch() was called
+    beat.watch("2")
+    assert beats["2"].wait(5)
+    assert [j for j, _ in sent[count:]].count("1") <= 1  # unwatched: no more heartbeats
     beat.stop()
     beat.join(2)
     assert not beat.is_alive()
@@ -189,27 +195,31 @@ def test_beat_soon_sends_at_once_and_a_failure_is_handed_over():
 
 
 def test_command_checks_run_between_heartbeats_and_stop_with_the_job():
-    """[Pilot] command_check asks the channel for commands between heartbeats (heartbeat 1000 s here)."""
-    c = ctx(PILOT_CFG_PILOT_HEARTBEAT="1000", PILOT_CFG_PILOT_COMMAND_CHECK="1")
+    """[Pilot] command_check asks the channel for commands between heartbeats (heartbeat 1000 s here; checks every
+    0.2 s: a config file takes whole seconds, the scheduler does not)."""
+    c = ctx(PILOT_CFG_PILOT_HEARTBEAT="1000")
+    c.config = types.SimpleNamespace(pilot=dataclasses.replace(c.config.pilot, command_check=0.2))
     checks, beats = [], []
-    done = threading.Event()
+    done = {"1": threading.Event(), "2": threading.Event()}
 
     def check(jobid):
-        checks.append(time.monotonic())
-        if len(checks) >= 2:
-            done.set()
+        checks.append((jobid, time.monotonic()))
+        if [j for j, _ in checks].count(jobid) >= 2:
+            done[jobid].set()
 
     beat = Heartbeat(c, beats.append, lambda jobid: 1000.0, lambda jobid, exc: None, check)
     beat.start()
     started = time.monotonic()
     beat.watch("1")
-    assert done.wait(5), "two command checks at a 1 s period within 5 s"
-    assert checks[0] - started >= 0.9 and 0.8 <= checks[1] - checks[0] <= 2.0
+    assert done["1"].wait(5), "two command checks at a 0.2 s period within 5 s"
+    first, second = [when for j, when in checks if j == "1"][:2]
+    assert first - started >= 0.15 and 0.15 <= second - first <= 1.5
     assert beats == []  # no update was sent for them
     beat.unwatch("1")
     count = len(checks)
-    time.sleep(1.3)
-    assert len(checks) == count
+    beat.watch("2")  # checked from one period on: job 1 would have had two more checks by its second
+    assert done["2"].wait(5)
+    assert [j for j, _ in checks[count:]].count("1") <= 1  # (one may have been on its way)
     beat.stop()
     beat.join(2)
 

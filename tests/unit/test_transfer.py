@@ -416,3 +416,16 @@ def test_move_mode_never_loses_the_only_copy(tmp_path):
     _get("mv").copy_in([spec], str(work), ctx)
     assert spec.status_code == 1099
     assert (store / "only.dat").read_bytes() == b"abc"
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_copy_out_flushes_to_the_device_only_with_mv_fsync(tmp_path, work, monkeypatch, fsync):
+    """[File] mv_fsync (default True): the stored output is durable before it takes its final name."""
+    flushed = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (flushed.append(fd), real(fd)))
+    ctx = make_ctx(tmp_path, mv_fsync=fsync)
+    (work / "out.dat").write_bytes(random_bytes(5000))
+    spec = FileSpec(lfn="out.dat", role="output")
+    get_copytool("mv").copy_out([spec], str(work), ctx)
+    assert spec.status == "transferred" and bool(flushed) == fsync
