@@ -167,6 +167,9 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     from .recovery import sweep
 
     swept = sweep(main_dir)  # a pilot SIGKILLed in this dir before us may have left its payload running
+    from .payload.cgroup import own_cgroup_dir, remove_stale
+
+    remove_stale(own_cgroup_dir())  # empty job cgroups of pilots that are gone
     if swept:
         log.warning("swept %d process(es) that a killed pilot left running", swept)
     if not become_subreaper():
@@ -221,6 +224,7 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     finally:
         if renewer:
             renewer.stop()
+        remove_stale(own_cgroup_dir(), including_own=True)  # a payload killed at the grace may have left one
     summarize(pipeline, code)
     if ctx.abort_code:
         report.error_code, report.diag = ctx.abort_code, ctx.abort_reason

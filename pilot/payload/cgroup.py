@@ -56,6 +56,43 @@ def own_cgroup_dir(proc_cgroup: str = PROC_CGROUP, mountinfo: str = MOUNTINFO) -
     return None
 
 
+def remove_stale(parent: Optional[str], including_own: bool = False) -> int:
+    """rmdir the empty job cgroups of pilots that are gone (SIGKILLed, or ended at the abort grace with a job
+    still running); a group with members is left alone (rmdir refuses it), so this never touches a process."""
+    if not parent:
+        return 0
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        parts = name.split(".")
+        if len(parts) < 4 or parts[0] != "pilot" or parts[2] != "job" or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid() and not including_own:
+            continue
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        try:
+            os.rmdir(os.path.join(parent, name))
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class JobCgroup:
     """One job's cgroup directory."""
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from pilot import ownprocs
-from pilot.payload.cgroup import JobCgroup, cgroup2_mount, own_cgroup_dir
+from pilot.payload.cgroup import JobCgroup, cgroup2_mount, own_cgroup_dir, remove_stale
 
 
 def fake_tree(tmp_path, controllers="cpu memory pids"):
@@ -66,3 +66,17 @@ def test_helpers_are_registered_while_they_run():
     with ownprocs.scanning() as helpers:
         assert proc.pid not in helpers
     assert proc.returncode is not None and os.path.exists("/proc") is True
+
+
+def test_stale_job_cgroups_of_gone_pilots_are_removed(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = {"dead": f"pilot.{dead.pid}.job.1", "mine": f"pilot.{os.getpid()}.job.2",
+             "alive": f"pilot.{os.getppid()}.job.3", "other": "user.slice", "busy": f"pilot.{dead.pid}.job.4"}
+    for name in names.values():
+        (tmp_path / name).mkdir()
+    (tmp_path / names["busy"] / "cgroup.procs").write_text("123\n")  # rmdir refuses a group with members
+    assert remove_stale(str(tmp_path)) == 1
+    assert sorted(os.listdir(tmp_path)) == sorted(names[k] for k in ("mine", "alive", "other", "busy"))
+    assert remove_stale(str(tmp_path), including_own=True) == 1
+    assert not (tmp_path / names["mine"]).exists() and (tmp_path / names["alive"]).exists()
