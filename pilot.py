@@ -1,23 +1,24 @@
 #!/usr/bin/env python3
 """Entry point: ./pilot.py -q QUEUE [options]; see README.md."""
 
-import signal
 import sys
 
 if __name__ == "__main__":
     # a kill signal while the modules load and the pilot starts (before the pipeline's handlers) ends the start-up
     # with the signal's exit status and one line, not a traceback or a silent default death
-    from pilot.errors import StartupSignal, raise_startup_signal
-
-    for _name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGXCPU", "SIGQUIT", "SIGHUP"):
-        if signal.getsignal(getattr(signal, _name)) is not signal.SIG_IGN:
-            signal.signal(getattr(signal, _name), raise_startup_signal)
     try:
+        import signal
+
+        from pilot.errors import raise_startup_signal
+
+        for _name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGXCPU", "SIGQUIT", "SIGHUP"):
+            if signal.getsignal(getattr(signal, _name)) is not signal.SIG_IGN:
+                signal.signal(getattr(signal, _name), raise_startup_signal)
         from pilot.main import main
 
         code = main()
-    except KeyboardInterrupt as exc:
-        signum = exc.signum if isinstance(exc, StartupSignal) else signal.SIGINT
-        print(f"pilot: interrupted by {signal.Signals(signum).name} during start-up", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # StartupSignal (pilot.errors) carries the signal number; SIGINT is 2
+        signum = getattr(exc, "signum", 2)
+        print(f"pilot: interrupted by signal {signum} during start-up", file=sys.stderr)
         code = 128 + signum
     sys.exit(code)

@@ -23,7 +23,7 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pilot.config import load_config  # noqa: E402
-from pilot.job import parse_job  # noqa: E402
+from pilot.jobparser import parse_job  # noqa: E402
 from pilot.monitor.jobmonitor import JobMonitor  # noqa: E402
 from pilot.payload.process import PayloadProcess  # noqa: E402
 from pilot.queuedata import BUILTIN_LOCAL, from_dict  # noqa: E402

@@ -10,12 +10,14 @@ Starts the storage servers of tests/servers/backends (root; 127.0.0.1 only) and 
 
 With --tools mv alone no server is started.
 
-usage: bench/transfer.py [--small 200] [--large 4] [--large-mb 256] [--tools xrdcp,mv] [--json F] [--baseline F]
+usage: bench/transfer.py [--small 200] [--large 4] [--large-mb 256] [--tools xrdcp,mv] [--no-fsync] [--json F]
+                         [--baseline F]
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,10 +53,11 @@ def make_files(folder, count, size):
     return names
 
 
-def pilot_run(tool, names, src, dest_dir, ctx, width):
-    ctx.config = load_config(env={"PILOT_CFG_FILE_TRANSFER_WIDTH": str(width)})
+def pilot_run(tool, names, src, dest_dir, ctx, width, fsync=True):
+    ctx.config = load_config(env={"PILOT_CFG_FILE_TRANSFER_WIDTH": str(width), "PILOT_CFG_FILE_MV_FSYNC": str(fsync)})
     scope = f"bench.w{width}"  # each mode writes new files: XRootD's cached checksums do not follow overwrites
     outputs = [FileSpec(lfn=n, role="output", scope=scope) for n in names]
+    cpu = cpu_seconds()
     started = time.monotonic()
     get_copytool(tool).copy_out(outputs, src, ctx)
     middle = time.monotonic()
@@ -66,7 +69,20 @@ def pilot_run(tool, names, src, dest_dir, ctx, width):
     bad = [(s.lfn, s.diag) for s in outputs + inputs if s.status != "transferred"]
     if bad:
         raise RuntimeError(f"{tool}: transfers failed: {bad[:3]}")
+    LAST_CPU[0] = cpu_seconds() - cpu
     return middle - started, ended - middle
+
+
+LAST_CPU = [0.0]  # CPU seconds (user + system) of the last run: on a busy machine wall times mostly measure the load
+
+
+def cpu_seconds(who=resource.RUSAGE_SELF):
+    """This process's CPU time (the copytool's threads and children), or its finished children's (the shell loop)."""
+    usage = resource.getrusage(who)
+    if who == resource.RUSAGE_SELF:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    return usage.ru_utime + usage.ru_stime
 
 
 def shell_run(tool, names, src, dest_dir, storage):
@@ -77,10 +93,12 @@ def shell_run(tool, names, src, dest_dir, storage):
     else:
         out = " ".join(f"cp {os.path.join(src, n)} {os.path.join(dest_dir, 'o_' + n)};" for n in names)
         back = " ".join(f"cp {os.path.join(dest_dir, 'o_' + n)} {os.path.join(dest_dir, n)};" for n in names)
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run(["bash", "-c", out], check=True)
     middle = time.monotonic()
     subprocess.run(["bash", "-c", back], check=True)
+    LAST_CPU[0] = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
     return middle - started, time.monotonic() - middle
 
 
@@ -92,6 +110,8 @@ def main():
     parser.add_argument("--tools", default="xrdcp,mv")
     parser.add_argument("--no-bindings", action="store_true",
                         help="hide the XRootD Python bindings: batches go through one xrdcp --parallel (stage-in only)")
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="[File] mv_fsync = False: mv stage-out does not flush to the device (as cp does not)")
     parser.add_argument("--json", default="")
     parser.add_argument("--baseline", default="")
     args = parser.parse_args()
@@ -128,13 +148,14 @@ def run_cases(args, storage, work, results):
                                                                     output_dir=os.path.join(work, "mvstore")))
             row = {}
             for mode, run in (("parallel", lambda: pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.p"),
-                                                             ctx, 4)),
+                                                             ctx, 4, not args.no_fsync)),
                               ("sequential", lambda: pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.s"),
-                                                               ctx, 1)),
+                                                               ctx, 1, not args.no_fsync)),
                               ("shell", lambda: shell_run(tool, names, src, os.path.join(work, f"{case}.{tool}.sh"),
                                                           storage))):
                 out, back = run()
                 row[mode], row[mode + "_out"], row[mode + "_in"] = out + back, out, back
+                row[mode + "_cpu"] = LAST_CPU[0]
             results[f"{case}/{tool}"] = {k: round(v, 3) for k, v in row.items()}
             shutil.rmtree(os.path.join(work, "mvstore"), ignore_errors=True)
 
@@ -153,6 +174,8 @@ def report(args, results):
               f"{par_shell:>10.2f} {seq_par:>8.2f}  {verdict}")
         print(f"{'':<14} out/in: {row['parallel_out']:.2f}/{row['parallel_in']:.2f}  "
               f"{row['sequential_out']:.2f}/{row['sequential_in']:.2f}  {row['shell_out']:.2f}/{row['shell_in']:.2f}")
+        print(f"{'':<14} CPU s:  {row['parallel_cpu']:.2f}  {row['sequential_cpu']:.2f}  {row['shell_cpu']:.2f}"
+              f"  (user + system; wall times on a busy machine mostly measure the load)")
     if args.baseline:
         base = json.load(open(args.baseline))
         for key, row in results.items():

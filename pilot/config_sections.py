@@ -161,6 +161,7 @@ class FileSection:
     transfer_timeout_max: float = rng(0.1, 30 * DAY)
     progress_interval: float = rng(0.1, DAY)
     mv_stagein_mode: str = choice("copy", "symlink", "move")
+    mv_fsync: bool = flag()
     max_field_length: int = rng(16, 1 << 30)
     gfal_bindings: bool = flag()
     locality_check: bool = flag()

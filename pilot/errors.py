@@ -7,6 +7,7 @@ plus a short diagnostic on the job; the pilot process's own exit code follows `s
 
 from __future__ import annotations
 
+import enum
 import signal as _signal
 from typing import Dict, Optional, Tuple
 
@@ -164,6 +165,20 @@ ERRORS: Dict[int, Tuple[str, str]] = {
 # Name -> code, e.g. CODES["PAYLOADEXECUTIONFAILURE"] == 1305.
 CODES: Dict[str, int] = {name: code for code, (name, _msg) in ERRORS.items()}
 
+
+class _Code(enum.IntEnum):
+    """Prints and serialises as its number (the wire value) on every Python version, not as Class.NAME."""
+
+    def __str__(self) -> str:
+        return str(int(self))
+
+    def __format__(self, spec: str) -> str:
+        return int(self).__format__(spec)
+
+
+# The codes by Pilot 3's names, e.g. ErrorCode.INTERNALPILOTPROBLEM == 1319; PilotError.code is one of them.
+ErrorCode = _Code("ErrorCode", [(name, code) for code, (name, _msg) in ERRORS.items()])
+
 # User-job errors the server may retry (Pilot 3's "recoverable" list); informational.
 RECOVERABLE_CODES = frozenset({1135, 1136, 1137, 1141, 1152, 1181})
 
@@ -239,7 +254,7 @@ class PilotError(Exception):
     def __init__(self, code: int, diag: str = ""):
         if code not in ERRORS:
             raise ValueError(f"unknown pilot error code {code}")
-        self.code = code
+        self.code = ErrorCode(code)
         self.diag = format_diag(code, diag)
         super().__init__(f"{code} {name(code)}: {self.diag}")
 

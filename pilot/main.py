@@ -133,7 +133,6 @@ def setup_logging(main_dir: str, filename: str, debug: bool, to_file: bool, fmt:
 
 def queuedata_sources(settings: Settings, config, main_dir: str):
     """Where the queue data may come from, in Pilot 3's order plus the server's cache (pilot/queuedata.py)."""
-    from .channels.panda import server_url
     from .queuedata import LOCAL_QUEUE, Sources
 
     info = config.information
@@ -142,6 +141,8 @@ def queuedata_sources(settings: Settings, config, main_dir: str):
     local_only = settings.queue == LOCAL_QUEUE  # the built-in queue, unless a file or URL is named
     server = ""
     if info.queuedata_url and not local_only:
+        from .channels.panda import server_url  # lazily: a local pilot does not load the PanDA channel
+
         base = server_url(settings.url or os.environ.get("PANDA_SERVER_URL", ""), settings.port,
                           config.pilot.pandaserver)
         server = info.queuedata_url.replace("{pandaserver}", base)
@@ -153,13 +154,14 @@ def queuedata_sources(settings: Settings, config, main_dir: str):
 
 def run(settings: Settings, config, main_dir: str, report) -> int:
     from .context import Context, Paths
+    from .selfcheck import require_dependencies
     from .payload.process import become_subreaper
     from .net import trust
     from .queuedata import load_queuedata
 
     log.info("pilot %s starting on queue %s in %s (pid %d, Python %s)", __version__, settings.queue, main_dir,
              os.getpid(), sys.version.split()[0])
-    check_dependencies()
+    require_dependencies()
     for line in notes(settings):
         log.info("%s", line)
     from .recovery import sweep
@@ -227,30 +229,6 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     elif not pipeline.finished_jobs and pipeline.retrieve.error_code:
         report.error_code, report.diag = pipeline.retrieve.error_code, "no job: every job request failed"
     return code
-
-
-RUNTIME_DEPENDENCIES = ("requests", "psutil")
-
-
-def check_dependencies() -> None:
-    """A Python without requests or psutil would take a job it cannot talk about or watch: stop before that (1342).
-
-    Only looked up, not imported (both are loaded later, where used): importing them here would cost every
-    pilot start some 20 MB and a quarter of a second.
-    """
-    import importlib.util
-
-    missing = []
-    for module in RUNTIME_DEPENDENCIES:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):  # a broken package, or one hidden by the environment
-            found = False
-        if not found:
-            missing.append(module)
-    if missing:
-        raise PilotError(1342, f"Python module(s) {', '.join(missing)} missing in {sys.executable}: install "
-                               f"them (pip install -r requirements.txt) or run the pilot with another Python")
 
 
 def verify_cvmfs_at_start(settings: Settings, config, queuedata) -> None:

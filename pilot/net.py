@@ -146,19 +146,19 @@ class Client:
 
 def _describe(exc: Exception) -> str:
     """A short, secret-free line for a requests exception (the URL is the caller's to show, masked)."""
-    from .transfer.surl import mask
+    from .masking import mask
 
     text = str(exc)
     if "token" in text.lower() or "authorization" in text.lower():
         return type(exc).__name__
-    return f"{type(exc).__name__}: {mask(text)[:200]}"
+    return f"{type(exc).__name__}: {mask(text)[:300]}"
 
 
 def with_retries(call: Callable[[], T], what: str, attempts: int = 3, initial: float = 1.0, maximum: float = 30.0,
                  wait: Optional[Callable[[float], Any]] = None) -> T:
     """call() until it returns, at most `attempts` times, waiting with back-off between transient NetErrors; the
     last NetError (or a non-transient one at once) is raised."""
-    from .channels.spool import backoff_delays
+    from .backoff import backoff_delays
 
     delays = backoff_delays(initial, maximum)
     for attempt in range(1, max(1, attempts) + 1):

@@ -16,12 +16,12 @@ import signal
 import time
 from typing import Any, Dict, List, Optional
 
-from .channels.base import Channel, Reply
-from .errors import PilotError, shell_exit_code
-from .job import Job, JobState, update_dict
+from .channels.base import Channel
+from .errors import shell_exit_code
+from .job import Job
 from .monitor.features import ShutdownWatch
-from .monitor.heartbeat import Heartbeat, apply_commands
-from .stages.base import STOP, Stage
+from .reporter import Reporter
+from .stages.base import STOP, Outbox, Stage
 from .stages.execute import ExecuteStage
 from .stages.finalize import FinalizeStage
 from .stages.retrieve import RetrieveThread
@@ -35,86 +35,37 @@ log = logging.getLogger(__name__)
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGXCPU", "SIGHUP")
 
 
+class _Finished:
+    """The outbox of the last stage: a finalized job frees a retrieve slot; STOP wakes the supervisor."""
+
+    def __init__(self, pipeline: "Pipeline"):
+        self.pipeline = pipeline
+
+    def put(self, item) -> None:
+        if item is STOP:
+            self.pipeline.control.put(("done", None))
+            return
+        self.pipeline.finished_jobs.append(item)
+        self.pipeline.retrieve.release_slot()
+
+
 class Pipeline:
     def __init__(self, ctx, channel: Channel):
         self.ctx = ctx
         self.channel = channel
         self.control: "queue.SimpleQueue" = queue.SimpleQueue()  # put() is safe inside signal handlers
-        self.stages: List[Stage] = [cls(ctx, self) for cls in (ValidateStage, StageInStage, ExecuteStage,
-                                                               StageOutStage, FinalizeStage)]
+        self.reporter = Reporter(ctx, channel)
+        self.stages: List[Stage] = [cls(ctx, self.reporter) for cls in (ValidateStage, StageInStage, ExecuteStage,
+                                                                        StageOutStage, FinalizeStage)]
         self.by_name: Dict[str, Stage] = {stage.name_: stage for stage in self.stages}
-        self.retrieve = RetrieveThread(ctx, self, channel, self.stages[0].inbox)
-        self.heartbeat = Heartbeat(ctx, self)
+        self.retrieve = RetrieveThread(ctx, channel, self.stages[0].inbox)
         self.shutdown = ShutdownWatch(ctx, ctx.config.pilot.features_check)
         self.finished_jobs: List[Job] = []
-        self.unreported: List[str] = []
-        self._static = ctx.static_update_fields()
+        connect(self.stages, _Finished(self))
 
-    # --- called by stages ------------------------------------------------------------------------------------
-    def route(self, stage: Stage, job: Job) -> None:
-        index = self.stages.index(stage)
-        if index == len(self.stages) - 1:
-            self.finished_jobs.append(job)
-            self.retrieve.release_slot()
-            return
-        stageout = self.by_name["stageout"]
-        target = stageout if job.failed and index < self.stages.index(stageout) else self.stages[index + 1]
-        target.inbox.put(job)
-
-    def stage_stopped(self, stage: Stage) -> None:
-        index = self.stages.index(stage)
-        if index + 1 < len(self.stages):
-            self.stages[index + 1].inbox.put(STOP)
-        else:
-            self.control.put(("done", None))
-
-    def report(self, job: Job, final: bool = False, metadata: Optional[str] = None) -> Optional[Reply]:
-        """Send one update of `job` through the channel: `starting` first, `running` after, final state last.
-
-        Updates of one job are serialised (stages and the heartbeat thread both report); the server's commands
-        in the reply are applied; the job is heartbeated from its first update until its final one.
-        """
-        if final:
-            self.heartbeat.unwatch(job)
-        with job.update_lock:
-            if not final and job.state in (JobState.FINISHED, JobState.FAILED):
-                return None  # a heartbeat that lost the race with the final update: never send it after
-            if final:
-                state = job.state.value
-            else:
-                state = "starting" if job.updates_sent == 0 else "running"
-            data = update_dict(job, state, self._static, final, metadata)
-            try:
-                reply = self.channel.update(job, data, final)
-            except (OSError, PilotError) as exc:
-                log.error("job %s: %s update could not be delivered: %s", job.jobid, state, exc)
-                reply = Reply(ok=False, where=str(exc))
-            job.updates_sent += 1
-            if reply.ok:
-                job.debug_stdout = ""
-                job.last_heartbeat = time.monotonic()
-            log.info("job %s: %s update %s%s", job.jobid, state, "acknowledged" if reply.ok else "NOT delivered",
-                     f" (commands: {','.join(reply.commands)})" if reply.commands else "")
-        if final:
-            job.final_report = reply.where
-            if not reply.ok:
-                self.unreported.append(job.jobid)
-        else:
-            if job.updates_sent == 1:
-                self.heartbeat.watch(job)
-            apply_commands(self.ctx, job, reply.commands)
-        return reply
-
-    def check_commands(self, job: Job) -> None:
-        """Ask the channel for the job's pending server commands between heartbeats, and apply them."""
-        if job.kill.is_set() or job.state in (JobState.FINISHED, JobState.FAILED):
-            return
-        started = time.monotonic()
-        commands = self.channel.commands(job)
-        if commands:
-            log.info("job %s: command check found %s (%.2f s)", job.jobid, ",".join(commands),
-                     time.monotonic() - started)
-            apply_commands(self.ctx, job, commands)
+    @property
+    def unreported(self) -> List[str]:
+        return self.reporter.unreported
 
     # --- supervision -----------------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -130,13 +81,13 @@ class Pipeline:
         for stage in self.stages:
             stage.start()
         self.retrieve.start()
-        self.heartbeat.start()
+        self.reporter.start()
         with self.ctx.on_abort(lambda: self.control.put(("abort", None))):
             grace_deadline = self._supervise()
-        self.heartbeat.stop()
+        self.reporter.stop()
         if grace_deadline is None:
             grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
-        join_all([self.retrieve, *self.stages, self.heartbeat],
+        join_all([self.retrieve, *self.stages, self.reporter.heartbeat],
                  time.monotonic() + max(0.0, grace_deadline - self.ctx.elapsed()))
         self.channel.close()
         return self.exit_code()
@@ -202,3 +153,14 @@ class Pipeline:
         if not self.finished_jobs and self.retrieve.error_code:
             return shell_exit_code(self.retrieve.error_code)
         return 0
+
+
+def connect(stages: List[Stage], done) -> None:
+    """Each stage's outbox: the next stage, and for a failed job before stage-out the stage-out stage (which then
+    ships only the log); the last stage's outbox is `done`."""
+    names = [stage.name_ for stage in stages]
+    stageout = stages[names.index("stageout")] if "stageout" in names else None
+    for index, stage in enumerate(stages):
+        following = stages[index + 1].inbox if index + 1 < len(stages) else done
+        skip_to = stageout.inbox if stageout is not None and index + 1 < names.index("stageout") else None
+        stage.outbox = Outbox(following, skip_to)

@@ -23,6 +23,30 @@ COPYTOOL_COMMANDS = {"mv": None, "xrdcp": "xrdcp", "gfal": "gfal-copy", "gfalcop
                      "s3": None, "objectstore": None}
 
 
+RUNTIME_DEPENDENCIES = ("requests", "psutil")
+
+
+def require_dependencies() -> None:
+    """A Python without requests or psutil would take a job it cannot talk about or watch: stop before that (1342).
+
+    Only looked up, not imported (both are loaded later, where used): importing them here would cost every
+    pilot start some 20 MB and a quarter of a second.
+    """
+    import importlib.util
+
+    missing = []
+    for module in RUNTIME_DEPENDENCIES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken package, or one hidden by the environment
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise PilotError(1342, f"Python module(s) {', '.join(missing)} missing in {sys.executable}: install "
+                               f"them (pip install -r requirements.txt) or run the pilot with another Python")
+
+
 class Row:
     def __init__(self, item: str, value: str, ok: bool = True, code: int = 0, blocking: bool = True):
         self.item, self.value, self.ok, self.code, self.blocking = item, value, ok, code, blocking
@@ -41,7 +65,7 @@ def gather(settings, config) -> List[Row]:
 
     rows = [Row("pilot", __version__), Row("python", f"{platform.python_version()} ({sys.executable})",
                                            sys.version_info >= (3, 9), 1008)]
-    for module in ("requests", "psutil"):
+    for module in RUNTIME_DEPENDENCIES:
         version = _version(module)
         rows.append(Row(module, version or "MISSING", version is not None, 1342))
     free = shutil.disk_usage(settings.workdir or os.getcwd()).free

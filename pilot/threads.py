@@ -17,9 +17,11 @@ import threading
 import time
 from typing import Callable, Iterable, List, Optional
 
+from .errors import ErrorCode
+
 log = logging.getLogger(__name__)
 
-INTERNAL_ERROR = 1319  # INTERNALPILOTPROBLEM
+INTERNAL_ERROR = ErrorCode.INTERNALPILOTPROBLEM
 
 
 def internal_diag(where: str, exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from pilot.config import declared, describe  # noqa: E402
 from pilot.config_sections import SECTIONS  # noqa: E402
 
 CODE_IN_SOURCE = re.compile(r"(?<![\w.])(1[0-3]\d\d)(?![\w.])")
+CODE_BY_NAME = re.compile(r"\bErrorCode\.([A-Z0-9_]+)\b")
 
 
 def configuration_md() -> str:
@@ -68,6 +69,9 @@ def where_raised() -> dict:
                 code = int(match.group(1))
                 if code in errors.ERRORS:
                     found.setdefault(code, set()).add(module)
+            for match in CODE_BY_NAME.finditer(text):
+                if match.group(1) in errors.CODES:
+                    found.setdefault(errors.CODES[match.group(1)], set()).add(module)
     return found
 
 

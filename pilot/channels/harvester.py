@@ -26,11 +26,13 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl
 
 from ..errors import PilotError
-from ..job import Job, parse_jobs, split_definitions
+from ..job import Job
+from ..jobparser import parse_jobs, split_definitions
 from ..payload.untrusted import read_inside
-from ..threads import GuardedThread
+from ..threads import guarded
 from .base import Channel, Reply
-from .local import salvage_jobs, write_json_atomic
+from ..files import write_json_atomic
+from .local import salvage_jobs
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +61,6 @@ def parse_job_file(text: str) -> List[Dict[str, Any]]:
     return [dict(parse_qsl(stripped, keep_blank_values=True))]
 
 
-class WorkerHeartbeat(GuardedThread):
-    """worker_heartbeat.json every `period` s, whatever the job does: Harvester kills a worker whose file is older
-    than the queue's worker_heartbeat limit (minutes), and a long payload sends no update for half an hour."""
-
-    def __init__(self, touch, period: float, on_crash):
-        super().__init__("harvester-heartbeat", on_crash)
-        self.touch = touch
-        self.period = max(1.0, period)
-        self.stopped = threading.Event()
-
-    def work(self) -> None:
-        while True:
-            try:
-                self.touch()
-            except OSError as exc:  # a full or vanished access point: Harvester will see a stale file
-                log.warning("cannot refresh the Harvester heartbeat file: %s", exc)
-            if self.stopped.wait(self.period):
-                return
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=5)
-
-
 class HarvesterChannel(Channel):
     name = "harvester"
 
@@ -104,8 +82,8 @@ class HarvesterChannel(Channel):
         self.wait_limit = cfg.job_wait_limit
         self.push = settings.harvester_submitmode == "PUSH"
         self._served = 0
-        self._heartbeat_thread = WorkerHeartbeat(self._touch_heartbeat, float(cfg.heartbeat_period),
-                                                 ctx.request_abort)
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat_thread = guarded("harvester-heartbeat", self._heartbeat_loop, ctx.request_abort)
         self._heartbeat_thread.start()
         log.info("Harvester %s mode, access point %s", settings.harvester_submitmode, self.ap)
 
@@ -237,10 +215,23 @@ class HarvesterChannel(Channel):
         write_json_atomic(os.path.join(self.ap, self.ctx.config.harvester.heartbeat_file),
                           {"time": int(time.time()), "pid": os.getpid()})
 
+    def _heartbeat_loop(self) -> None:
+        """worker_heartbeat.json every [Harvester] heartbeat_period s, whatever the job does (Harvester kills a
+        worker whose file is older than its worker_heartbeat limit)."""
+        period = self.ctx.config.harvester.heartbeat_period
+        while True:
+            try:
+                self._touch_heartbeat()
+            except OSError as exc:
+                log.warning("cannot refresh the Harvester heartbeat file: %s", exc)
+            if self._heartbeat_stop.wait(period):
+                return
+
     def close(self) -> None:
         """Stop the heartbeat. Outside HPC mode main() tells Harvester the worker may go (kill_worker, with the
         exit code) on every exit; an HPC rank marks its own job dir here."""
-        self._heartbeat_thread.stop()
+        self._heartbeat_stop.set()
+        self._heartbeat_thread.join(timeout=5)
         if not self.placement:
             return
         for name in (self.ctx.config.harvester.kill_worker_file, self.ctx.config.harvester.kill_worker_file + ".json"):

@@ -20,7 +20,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional
 
-from .local import write_json_atomic
+from ..files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

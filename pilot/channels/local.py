@@ -13,7 +13,6 @@ pilot's main work dir, written under a temporary name and renamed, so a reader n
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -24,7 +23,10 @@ from typing import Any, Deque, Dict, List, Set, Tuple
 
 from ..errors import PilotError
 from .. import recovery
-from ..job import Job, JobState, job_id_of, parse_job, parse_jobs, split_definitions, update_dict
+from ..files import read_regular, write_json_atomic
+from ..job import Job, JobState
+from ..jobparser import job_id_of, parse_job, parse_jobs, split_definitions
+from ..jobwire import update_dict
 from ..transfer.checksum import file_checksum
 from .base import Channel, Reply
 
@@ -36,18 +38,6 @@ FAKE_BASE_ID = 4242000000
 CLAIMED_DIR = ".claimed"  # in local:DIR, one empty-ish file per PandaID ever taken from DIR
 MAX_JOB_FILE = 256 << 20  # a job file larger than this is not read (a definition field is at most 1 MB)
 _PANDAID = re.compile(rb'"PandaID"\s*:\s*"?(\d{1,20})')
-
-
-def _read_regular(path: str, limit: int) -> bytes:
-    """A job file's bytes: opened non-blocking and read only if it is a regular file of at most `limit` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
-        return handle.read(limit + 1)
 
 
 def salvage_jobs(data: bytes, path: str) -> List[Job]:
@@ -65,20 +55,6 @@ def salvage_jobs(data: bytes, path: str) -> List[Job]:
     log.error("job file %s is nested too deeply to be parsed; job(s) %s reported failed", path,
               ", ".join(job.jobid for job in jobs) or "(none named)")
     return jobs
-
-
-def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
-    temp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.lexists(temp):  # never leave a half-written temporary behind
-            os.unlink(temp)
-        raise
 
 
 def fake_job_definition(number: int, storage_dir: str) -> Dict[str, str]:
@@ -124,6 +100,7 @@ class LocalChannel(Channel):
         self.report_root = os.path.join(ctx.paths.main, "reports")
         self.max_field = ctx.config.file.max_field_length
         self._served = 0
+        self._updates: Dict[str, int] = {}  # updates written per job: the sequence number in the file name
         self._pending: Deque[Tuple[str, Any]] = deque()
         self._seen: Dict[str, str] = {}  # PandaID -> job file it came from: a second file with it is refused
         self._skipped: Set[str] = set()  # non-regular *.json names already reported
@@ -263,7 +240,7 @@ class LocalChannel(Channel):
     def _read_jobs_only(self, path: str) -> List[Tuple[str, Any]]:
         """The definitions in a claimed file, without putting any back (recovery)."""
         try:
-            document = json.loads(_read_regular(path, MAX_JOB_FILE).decode("utf-8"))
+            document = json.loads(read_regular(path, MAX_JOB_FILE).decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             log.error("claimed job file %s of a dead pilot is not readable (%s)", path, str(exc)[:200])
             return []
@@ -271,7 +248,7 @@ class LocalChannel(Channel):
 
     def _read_jobs(self, path: str, name: str) -> List[Tuple[str, Any]]:
         try:
-            data = _read_regular(path, MAX_JOB_FILE)
+            data = read_regular(path, MAX_JOB_FILE)
             document = json.loads(data.decode("utf-8"))
         except RecursionError:  # nested deeper than the parser goes: the ids it names are still reported
             return [(path, job) for job in salvage_jobs(data, path)]
@@ -305,7 +282,9 @@ class LocalChannel(Channel):
         folder = os.path.join(self.report_root, job.jobid)
         os.makedirs(folder, exist_ok=True)
         suffix = ".final" if final else ""
-        path = os.path.join(folder, f"update-{job.updates_sent + 1:03d}-{data['state']}{suffix}.json")
+        number = self._updates.get(job.jobid, 0) + 1
+        self._updates[job.jobid] = number
+        path = os.path.join(folder, f"update-{number:03d}-{data['state']}{suffix}.json")
         write_json_atomic(path, data)
         if final:  # reported: a later pilot has nothing to recover for this job
             recovery.forget(self._owner_records.pop(job.jobid, None))

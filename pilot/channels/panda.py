@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import CredentialsRefused, PilotError
-from ..job import Job, parse_jobs
+from ..job import Job
+from ..jobparser import parse_jobs
 from ..net import Client, NetError, trust_from
 from . import panda_protocol as proto
 from .base import Channel, Reply
@@ -286,13 +287,13 @@ class PandaChannel(Channel):
         """
         if self.api == "legacy":
             return None, "the legacy protocol has no credential calls this pilot uses (panda-server < 1.0)"
-        self.requests_sent += 1
         try:
-            response = self.session.get(f"{self.base}/api/v1/creds/{method}", params=params,
-                                        headers=self._auth_headers(), timeout=self.timeout,
-                                        verify=self.session.verify, cert=self.session.cert)
-        except (self.requests.RequestException, PilotError) as exc:
-            return None, f"{type(exc).__name__}: {_clean(str(exc))}"
+            response = self.http.get(f"{self.base}/api/v1/creds/{method}", params=params,
+                                     headers=self._auth_headers())
+        except NetError as exc:
+            return None, _clean(exc.message)
+        except PilotError as exc:  # the token file could not be read
+            return None, exc.diag
         if response.status_code != 200:
             return None, f"HTTP {response.status_code}: {_clean(response.text)}"
         reply = proto.decode_reply(response.text)

@@ -31,7 +31,7 @@ from ..errors import ERRORS, CredentialsRefused, PilotError
 from ..job import Job
 from ..net import Client, trust_from
 from ..payload.untrusted import read_inside, tail_inside
-from ..transfer.surl import mask
+from ..masking import mask
 from .base import Channel, Reply
 from .picas_couch import Conflict, Couch, CouchError, Unavailable, read_credentials
 from .picas_token import grid_lrt_code, token_job, views

@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..errors import PilotError
+from ..masking import mask
 from ..net import Client, NetError
-from ..transfer.surl import mask
 
 log = logging.getLogger(__name__)
 

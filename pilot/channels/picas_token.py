@@ -21,7 +21,8 @@ import shlex
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import CODES, PilotError
-from ..job import Job, parse_job
+from ..job import Job
+from ..jobparser import parse_job
 from ..transfer.surl import SurlError, check_consistent, clean, rewrite
 
 # the token fields the pilot owns; everything else is the submitter's and is passed on untouched
@@ -150,9 +151,8 @@ def token_job(token: Dict[str, Any], db: str, cfg, attachment: Optional[str], ma
     for key in ("maxWalltime", "coreCount", "minRamCount"):
         if key in token:
             definition[key] = token[key]
-    fields = {key: value for key, value in token.items() if key not in ("_attachments",)}
-    definition["tokenFields"] = fields
     job = parse_job(definition, max_field)
+    job.sandbox_fields = {key: value for key, value in token.items() if key not in ("_attachments",)}
     for code, diag in problems:
         job.fail(code, diag)
     by_name = dict(zip(names, urls))

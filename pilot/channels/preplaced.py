@@ -14,7 +14,8 @@ import os
 from typing import List
 
 from ..errors import PilotError
-from ..job import Job, parse_jobs
+from ..job import Job
+from ..jobparser import parse_jobs
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from ..backoff import backoff_delays
 from ..errors import CredentialsRefused
 from .base import Reply
 
@@ -78,14 +78,6 @@ def pending_in(directory: str) -> Iterator[Tuple[str, Dict[str, Any]]]:
             yield path, record
         else:
             Spool.remove(path)  # a stale heartbeat: superseded by whatever the server has now
-
-
-def backoff_delays(initial: float, maximum: float) -> Iterator[float]:
-    """initial, 2*initial, 4*initial ... capped at maximum, each with +-25% jitter (no thundering herd)."""
-    delay = initial
-    while True:
-        yield delay * random.uniform(0.75, 1.25)
-        delay = min(maximum, delay * 2)
 
 
 def deliver(send: Callable[[], Optional[bool]], deadline: Callable[[], float], initial: float, maximum: float,

@@ -30,6 +30,7 @@ from typing import Any, Deque, Dict, List, Optional
 
 from ..job import FileSpec, Job
 from ..transfer import destinations
+from ..threads import guarded
 from ..transfer.base import fired_stop, queue_storages
 from .reporter import RangeReporter
 from .source import RANGE_KEYS, PandaEventSource
@@ -79,7 +80,7 @@ class EventServiceDriver:
     def start(self) -> None:
         self.reporter.start()
         for name, target in (("es-reader", self._read), ("es-feeder", self._feed), ("es-stageout", self._store)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread = guarded(name, target, self.job.kill.fire)  # a bug in it: the job is killed with 1319
             thread.start()
             self._threads.append(thread)
 
@@ -131,9 +132,11 @@ class EventServiceDriver:
                     delay = 1.0
                     with self.cond:
                         self.counts["fetched"] += len(got)
-                        if self.done:  # finish() gave up waiting for this fetch: settle the late ranges here
+                        if self.done or self._stopping():  # too late for the payload: settle them here
+                            stop = fired_stop(self.ctx, self.job)
                             for entry in got:
-                                self._report(entry, "failed", 1224, "fetched after the payload had ended")
+                                self._report(entry, "failed", stop.code if stop else 1224,
+                                             f"{stop.reason if stop else 'the payload had ended'}: not started")
                             return
                         self.ready.extend(got)
                     if not got:
@@ -253,7 +256,7 @@ class EventServiceDriver:
         return paths
 
     def _store_batch(self, batch) -> None:
-        from ..stages.stagein import transfer_files
+        from ..transfer.jobfiles import transfer_files
 
         files, owner = [], {}
         for entry, message in batch:

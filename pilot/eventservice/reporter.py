@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any, Dict, List
 
+from ..threads import guarded
+
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +29,7 @@ class RangeReporter:
         self._stop = threading.Event()
         self.sent = 0
         self.commands: List[str] = []
-        self._thread = threading.Thread(target=self._run, name="es-reporter", daemon=True)
+        self._thread = guarded("es-reporter", self._run)  # a bug in it is logged once; the spool keeps the updates
 
     def start(self) -> "RangeReporter":
         self._thread.start()

@@ -89,7 +89,7 @@ class MemoryCheck(Check):
     def limit_kb(ctx, job) -> int:
         qd = ctx.queuedata
         grace = 1.0 + float(qd.params.get("pilot_rss_grace", 100) or 100) / 100.0
-        rtype = (getattr(ctx, "resource_types", None) or {}).get(str(job.raw.get("resource_type", "")), {})
+        rtype = (getattr(ctx, "resource_types", None) or {}).get(job.resource_type, {})
         if rtype.get("maxrampercore"):  # the server's memory per core for the job's resource type
             return int(float(rtype["maxrampercore"]) * max(1, job.corecount) * grace * 1024)
         if qd.maxrss:
@@ -187,7 +187,7 @@ class LoopingCheck(Check):
 
     def run(self, state: MonitorState) -> Result:
         cfg = state.ctx.config.pilot
-        if getattr(state.job, "raw", {}).get("loopingCheck", "") in ("false", "False", False):
+        if not state.job.looping_check:
             return None
         limit = max(cfg.looping_limit_default, cfg.looping_limit_min_default)
         now = time.time()

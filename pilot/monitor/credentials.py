@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from ..threads import GuardedThread
 from .proxy import proxy_path, remaining_seconds
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,15 @@ def _token_key() -> str:
         return ""
 
 
-class CredentialRenewer(threading.Thread):
-    """One thread renewing the token and/or the proxy through `channel.fetch_credential(method, params)`."""
+class CredentialRenewer(GuardedThread):
+    """One thread renewing the token and/or the proxy through `channel.fetch_credential(method, params)`.
+
+    A bug in it is logged with its traceback (GuardedThread) but stops no job: without renewal the pilot goes on
+    with the credentials it has, as with -y, and a refused one ends it with 1163 when it happens.
+    """
 
     def __init__(self, ctx, channel, token_file: Optional[str], proxy_file: Optional[str]):
-        super().__init__(name="credentials", daemon=True)
+        super().__init__("credentials")
         self.ctx = ctx
         self.channel = channel
         self.token_file = token_file
@@ -108,7 +113,7 @@ class CredentialRenewer(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
 
-    def run(self) -> None:
+    def work(self) -> None:
         while not self._halt.is_set():
             now = time.monotonic()
             if self.token_file and now >= self._token_next:

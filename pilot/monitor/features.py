@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import urllib.request
 from typing import Mapping, Optional, Tuple
 
 log = logging.getLogger(__name__)
@@ -27,6 +26,8 @@ def read_feature(base: str, name: str, timeout: float = 5.0) -> Optional[str]:
     """The stripped content of feature `name` under `base` (a directory or an http(s) URL); None when absent."""
     if base.startswith(("http://", "https://")):
         try:
+            import urllib.request  # lazily: ~6 MB, only for features given as URLs
+
             with urllib.request.urlopen(f"{base.rstrip('/')}/{name}", timeout=timeout) as reply:  # noqa: S310
                 return reply.read(MAX_VALUE_BYTES).decode("ascii", "replace").strip()
         except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors: 404 = not announced

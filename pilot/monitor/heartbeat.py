@@ -1,18 +1,17 @@
-"""Job heartbeats and the server's commands.
+"""Heartbeat scheduling, and the server's debug commands.
 
-One thread for all jobs of the pilot: it sleeps until the next heartbeat is due (or a job is added or removed),
-sends a `running` update for each job that is due, and applies what the server answers. Default interval 1800 s
-([Pilot] heartbeat), 60 s in debug mode ([Pilot] debug_heartbeat); any cadence well under the server's 2 h
-lost-heartbeat limit works.
+One thread for all jobs of the pilot: it sleeps until the next heartbeat is due (or a job is added or removed)
+and calls `send(jobid)` for each job that is due; what is sent, and what the server answers, is the reporter's
+business (pilot/reporter.py). Default interval 1800 s ([Pilot] heartbeat), 60 s in debug mode ([Pilot]
+debug_heartbeat); any cadence well under the server's 2 h lost-heartbeat limit works.
 
-Between heartbeats, every [Pilot] command_check s (0: never), the same thread asks the channel for the job's
-pending commands without sending an update (Channel.commands: PanDA's job/get_status, one primary-key read), so
-a server kill reaches the payload within command_check instead of within a heartbeat period.
+Between heartbeats, every [Pilot] command_check s (0: never), the same thread calls `check(jobid)`: the reporter
+asks the channel for the job's pending commands without sending an update (Channel.commands: PanDA's
+job/get_status, one primary-key read), so a server kill reaches the payload within command_check instead of
+within a heartbeat period.
 
-Commands (spec panda-server.md A.7): tobekilled -> kill the payload, job fails with 1144; alreadydone on a
-running job -> the server has finished it: stop it (1236); softkill -> finish the current jobs, take no new ones;
-debug / debugoff -> heartbeat every debug_heartbeat s; any other command with a space is a debug command
-(tail, ls, ps, du only; run without a shell, in the job's work dir) whose output goes in the next update.
+Debug commands (spec panda-server.md A.7: any command with a space) are tail, ls, ps, du only, run without a
+shell in the job's work dir; their output goes in the next update.
 """
 
 from __future__ import annotations
@@ -23,11 +22,10 @@ import shlex
 import subprocess
 import threading
 import time
-from typing import Dict, List
+from typing import Callable, Dict, Optional
 
 from .. import ownprocs
-from ..job import Job
-from ..threads import INTERNAL_ERROR, GuardedThread, internal_diag
+from ..threads import GuardedThread
 
 log = logging.getLogger(__name__)
 
@@ -64,69 +62,52 @@ def run_debug_command(command: str, workdir: str) -> str:
     return output[-MAX_DEBUG_OUTPUT:]
 
 
-def apply_commands(ctx, job: Job, commands: List[str]) -> None:
-    """Act on the commands of one update reply for `job`."""
-    for command in commands:
-        if command == "tobekilled":
-            job.kill.fire(1144, "job killed by the PanDA server (tobekilled)")
-        elif command == "alreadydone":
-            if not job.kill.is_set():
-                job.kill.fire(1236, "server reports the job as already done (alreadydone)")
-        elif command == "softkill":
-            ctx.drain.fire(0, f"server sent softkill for job {job.jobid}")
-        elif command == "debug":
-            job.debug = True
-        elif command == "debugoff":
-            job.debug = False
-        elif " " in command or command in DEBUG_VERBS:
-            job.debug_stdout = run_debug_command(command, job.workdir)
-        elif command == "nocleanup":
-            job.keep_workdir = True
-        else:
-            log.warning("job %s: unknown server command %r ignored", job.jobid, command)
-
-
 class Heartbeat(GuardedThread):
-    """A failure while beating one job kills that job (1319); a failure of the thread itself aborts the pilot."""
+    """The schedule: `watch` a job id, `beat_soon` to send at once, `unwatch` after its final update.
 
-    def __init__(self, ctx, pipeline):
+    A failure while sending (or checking) for one job goes to `failed(jobid, exc)` (the reporter kills that job
+    with 1319); a failure of the thread itself aborts the pilot (GuardedThread).
+    """
+
+    def __init__(self, ctx, send: Callable[[str], object], interval: Callable[[str], float],
+                 failed: Callable[[str, Exception], object], check: Optional[Callable[[str], object]] = None):
         super().__init__("heartbeat", ctx.request_abort)
         self.ctx = ctx
-        self.pipeline = pipeline
+        self._send = send
+        self.interval = interval
+        self._failed = failed
+        self._check = check
         self._cond = threading.Condition()
         self._due: Dict[str, float] = {}  # jobid -> monotonic time of the next heartbeat
         self._check_due: Dict[str, float] = {}  # jobid -> monotonic time of the next command check
-        self._jobs: Dict[str, Job] = {}
         self._stopped = False
 
-    def interval(self, job: Job) -> float:
-        cfg = self.ctx.config.pilot
-        return cfg.debug_heartbeat if job.debug else cfg.heartbeat
+    def _check_period(self) -> float:
+        return float(self.ctx.config.pilot.command_check) if self._check is not None else 0.0
 
-    def watch(self, job: Job) -> None:
-        job.last_heartbeat = job.last_heartbeat or time.monotonic()
-        check = self.ctx.config.pilot.command_check
+    def watch(self, jobid: str) -> None:
+        check = self._check_period()
         with self._cond:
-            self._jobs[job.jobid] = job
-            self._due[job.jobid] = time.monotonic() + self.interval(job)
+            self._due[jobid] = time.monotonic() + self.interval(jobid)
             if check > 0:
-                self._check_due[job.jobid] = time.monotonic() + check
+                self._check_due[jobid] = time.monotonic() + check
             self._cond.notify()
 
-    def beat_soon(self, job: Job) -> None:
-        """Send a heartbeat for `job` now, from this thread: the caller must not wait for the server."""
-        job.last_heartbeat = job.last_heartbeat or time.monotonic()
+    def beat_soon(self, jobid: str) -> None:
+        """Send for `jobid` now, from this thread: the caller must not wait for the server."""
         with self._cond:
-            self._jobs[job.jobid] = job
-            self._due[job.jobid] = time.monotonic()
+            self._due[jobid] = time.monotonic()
             self._cond.notify()
 
-    def unwatch(self, job: Job) -> None:
+    def unwatch(self, jobid: str) -> None:
         with self._cond:
-            self._jobs.pop(job.jobid, None)
-            self._due.pop(job.jobid, None)
-            self._check_due.pop(job.jobid, None)
+            self._due.pop(jobid, None)
+            self._check_due.pop(jobid, None)
             self._cond.notify()
+
+    def watched(self, jobid: str) -> bool:
+        with self._cond:
+            return jobid in self._due
 
     def stop(self) -> None:
         with self._cond:
@@ -146,35 +127,23 @@ class Heartbeat(GuardedThread):
                     self._cond.wait(min(times) - now if times else None)
                 if self._stopped:
                     return
-                jobs = [self._jobs[jobid] for jobid in due]
-                checked = [self._jobs[jobid] for jobid in checks]
-                check = self.ctx.config.pilot.command_check
-                for job in jobs + checked:  # a heartbeat brings the commands too: it restarts the check period
-                    if job.jobid in due:
-                        self._due[job.jobid] = time.monotonic() + self.interval(job)
+                check = self._check_period()
+                for jobid in due + checks:  # a heartbeat brings the commands too: it restarts the check period
+                    if jobid in due:
+                        self._due[jobid] = time.monotonic() + self.interval(jobid)
                     if check > 0:
-                        self._check_due[job.jobid] = time.monotonic() + check
-            for job in jobs:
+                        self._check_due[jobid] = time.monotonic() + check
+            for jobid, action, what in [(j, self.beat, "heartbeat") for j in due] + \
+                    [(j, self._check, "command check") for j in checks]:
                 try:
-                    self.beat(job)
+                    action(jobid)
                 except Exception as exc:
-                    log.error("job %s: heartbeat failed", job.jobid, exc_info=True)
-                    self.unwatch(job)
-                    job.kill.fire(INTERNAL_ERROR, internal_diag("heartbeat", exc))
-            for job in checked:
-                try:
-                    self.pipeline.check_commands(job)
-                except Exception as exc:
-                    log.error("job %s: command check failed", job.jobid, exc_info=True)
-                    self.unwatch(job)
-                    job.kill.fire(INTERNAL_ERROR, internal_diag("command check", exc))
+                    log.error("job %s: %s failed", jobid, what, exc_info=True)
+                    self.unwatch(jobid)
+                    self._failed(jobid, exc)
 
-    def beat(self, job: Job) -> None:
-        self.pipeline.report(job)
-        silent = time.monotonic() - job.last_heartbeat
-        if silent > self.ctx.config.pilot.lost_heartbeat and not job.kill.is_set():
-            # the server has declared this job lost long ago: stop wasting the slot on it
-            job.kill.fire(1317, f"no update of job {job.jobid} acknowledged for {silent:.0f} s (lost heartbeat)")
+    def beat(self, jobid: str) -> None:
+        self._send(jobid)
         with self._cond:  # debug mode may have changed the interval
-            if job.jobid in self._due:
-                self._due[job.jobid] = min(self._due[job.jobid], time.monotonic() + self.interval(job))
+            if jobid in self._due:
+                self._due[jobid] = min(self._due[jobid], time.monotonic() + self.interval(jobid))

@@ -24,10 +24,13 @@ SUSPEND_GAP = 600.0  # a tick this much later than planned means the node (or pi
 class JobMonitor(GuardedThread):
     """A monitor that fails (a bug, psutil unusable) kills its payload with 1319: never a payload unwatched."""
 
-    def __init__(self, ctx, job, payload, checks=None):
+    def __init__(self, ctx, job, payload, checks=None, on_usage=None):
         super().__init__(f"monitor-{job.jobid}", job.kill.fire)
         self.ctx = ctx
         self.job = job
+        # acting for the execute stage, which owns the job and waits for the payload: after putting the usage so
+        # far on the job, hand it to the reporter (its snapshot is what the heartbeat sends)
+        self.on_usage = on_usage
         self.sampler = TreeSampler(payload, job.workdir)
         self.checks = default_checks() if checks is None else checks
         self.state = MonitorState(ctx=ctx, job=job, started=time.time())
@@ -81,14 +84,17 @@ class JobMonitor(GuardedThread):
     def publish(self, row: Dict[str, float]) -> None:
         """Put the usage so far on the job, for the next running update (Pilot 3 sends it with every heartbeat).
 
-        Each value is replaced whole (one assignment), so the heartbeat thread reading them never sees a half-made
-        dict; the execute stage overwrites them with the final figures once the payload is gone.
+        The monitor does this for the execute stage, which owns the job and is blocked waiting for the payload; the
+        heartbeat never reads the job, only the snapshot `on_usage` (the reporter's publish) makes of it. The
+        execute stage overwrites the figures with the final ones once the payload is gone.
         """
         job = self.job
         wall = max(time.time() - job.started_at, 1.0) if job.started_at else row["wtime"]
         job.memory = update_fields(self.sampler.summary(), wall)
         job.cpu_seconds = self.sampler.cpu_seconds
         job.mean_cores = mean_cores(job.cpu_seconds, wall)
+        if self.on_usage is not None:
+            self.on_usage(job)
 
     def _run(self, check: Check) -> Optional[tuple]:
         try:

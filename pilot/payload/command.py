@@ -16,7 +16,7 @@ from ..errors import PilotError
 from ..job import Job
 from ..experiments.hooks import wrap_payload
 from ..net import Trust, download, trust_from
-from ..transfer.surl import mask
+from ..masking import mask
 from .containers import plan_container, wrap_command
 
 log = logging.getLogger(__name__)

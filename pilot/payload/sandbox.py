@@ -24,8 +24,8 @@ import tarfile
 from typing import Dict, List, Mapping, Optional
 
 from ..errors import PilotError
+from ..masking import mask
 from ..net import download, trust_from
-from ..transfer.surl import mask
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ class ExecuteStage(Stage):
         if job.es_kind in RANGE_KINDS:  # event service: ranges through FIFOs in the work dir (eventservice/)
             from ..eventservice.driver import EventServiceDriver
 
-            driver = EventServiceDriver(self.ctx, job, self.pipeline.channel)
+            driver = EventServiceDriver(self.ctx, job, self.reporter.channel)
             job.environment.update(driver.prepare())
             job.stageout_mode = "log"  # outputs leave per range; the job's own outFiles are made by merge jobs
         argv, env = payload_command(job, self.ctx)
@@ -55,11 +55,11 @@ class ExecuteStage(Stage):
         record = recovery.record_payload(self.ctx.paths.main, job.jobid, proc)  # for a sweep if we get SIGKILLed
         if driver is not None:
             driver.start()
-        monitor = JobMonitor(self.ctx, job, proc)
+        monitor = JobMonitor(self.ctx, job, proc, on_usage=self.reporter.publish)
         monitor.start()
         # the "running" update goes from the heartbeat thread: a slow server must not delay noticing the
         # payload's end or a kill
-        self.pipeline.heartbeat.beat_soon(job)
+        self.reporter.running(job)
         grace = cfg.pilot.kill_grace
         def kill() -> None:
             proc.terminate(grace)

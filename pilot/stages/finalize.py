@@ -26,7 +26,7 @@ class FinalizeStage(Stage):
         job.state = JobState.FAILED if job.failed else JobState.FINISHED
         job.ended_at = time.time()
         self._make_room(job)
-        reply = self.pipeline.report(job, final=True, metadata=self._job_report(job))
+        reply = self.reporter.report(job, final=True, metadata=self._job_report(job))
         self._write_timing(job)
         log.info("job %s %s: pilotErrorCode=%d transExitCode=%s diag=%r; final report %s", job.jobid,
                  job.state.value, job.error_code, job.trans_exit_code, job.error_diag, reply.where if reply else "-")

@@ -18,7 +18,7 @@ import os
 import stat
 import tarfile
 import time
-from typing import Callable, List, Set, Tuple
+from typing import Callable, List, Optional, Set, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ SPARSE_MIN = 1 << 20  # files smaller than this are never called sparse
 NO_TIME = "no time left"
 CUT = "cut short (no time left, or it shrank): the rest reads as zeros"
 TIME_REASONS = (NO_TIME, CUT)
+PREDICT_AFTER = 4 << 20  # bytes tarred before their rate is trusted to predict whether the next file fits
 
 
 class _Bounded:
@@ -119,19 +120,25 @@ def make_log_tarball(job, ctx, deadline: Callable[[], float]) -> Tuple[str, bool
             tar.addfile(_member(tar, job.workdir, top))
             for rel, info in dirs:
                 tar.addfile(_member(tar, os.path.join(job.workdir, rel), f"{top}/{rel}"))
-            total = 0
+            total, busy = 0, 0.0  # bytes tarred and seconds spent on them: the rate that predicts the next file
             for rel, info in sorted(files, key=lambda item: (item[1].st_size, item[0])):
                 if total + info.st_size > budget:
                     excluded.append((rel, info.st_size, f"past the log size limit of {budget >> 20} MB"))
                     continue
-                if time.monotonic() > limit():
-                    excluded.append((rel, info.st_size, NO_TIME))
+                now = time.monotonic()
+                rate = total / busy if total >= PREDICT_AFTER and busy > 0 else 0.0
+                if now > limit() or (rate and now + info.st_size / rate > limit()):
+                    excluded.append((rel, info.st_size, NO_TIME))  # not started: no zeros to write for it
                     continue
-                if _add(tar, os.path.join(job.workdir, rel), f"{top}/{rel}", limit):
-                    excluded.append((rel, info.st_size, CUT))
-                total += info.st_size
-            if os.path.isfile(pilotlog) and _add(tar, pilotlog, f"{top}/{cfg.pilot.pilotlog}", limit):
-                excluded.append((cfg.pilot.pilotlog, 0, CUT))
+                problem = _add(tar, os.path.join(job.workdir, rel), f"{top}/{rel}", limit)
+                if problem:
+                    excluded.append((rel, info.st_size, problem))
+                if problem is None or problem == CUT:
+                    total += info.st_size
+                    busy += time.monotonic() - now
+            problem = _add(tar, pilotlog, f"{top}/{cfg.pilot.pilotlog}", limit) if os.path.isfile(pilotlog) else None
+            if problem:
+                excluded.append((cfg.pilot.pilotlog, 0, problem))
             if excluded:
                 text = "".join(f"{size}\t{why}\t{rel}\n" for rel, size, why in excluded).encode("utf-8", "replace")
                 member = tarfile.TarInfo(f"{top}/{LISTING}")
@@ -152,22 +159,20 @@ def _member(tar: tarfile.TarFile, path: str, arcname: str) -> tarfile.TarInfo:
     return tar.gettarinfo(path, arcname)
 
 
-def _add(tar: tarfile.TarFile, path: str, arcname: str, deadline: Callable[[], float]) -> bool:
-    """Add one file or link; True when its data was cut at the deadline."""
+def _add(tar: tarfile.TarFile, path: str, arcname: str, deadline: Callable[[], float]) -> Optional[str]:
+    """Add one file or link; None when all went in, else why not (unreadable, or cut at the deadline)."""
     try:
         info = _member(tar, path, arcname)
     except OSError as exc:
-        log.warning("log tarball: %s left out: %s", path, exc)
-        return False
+        return f"unreadable: {exc.strerror or exc}"
     if not info.isreg():
         tar.addfile(info)
-        return False
+        return None
     try:
         handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0)
     except OSError as exc:
-        log.warning("log tarball: %s left out: %s", path, exc)
-        return False
+        return f"unreadable: {exc.strerror or exc}"
     with handle:
         reader = _Bounded(handle, info.size, deadline)
         tar.addfile(info, reader)
-    return reader.cut
+    return CUT if reader.cut else None

@@ -13,7 +13,7 @@ import logging
 import queue
 import time
 
-from ..channels.spool import backoff_delays
+from ..backoff import backoff_delays
 from ..errors import PilotError
 from ..threads import GuardedThread
 
@@ -23,10 +23,9 @@ log = logging.getLogger(__name__)
 class RetrieveThread(GuardedThread):
     """Any failure other than a PilotError from the channel is a pilot bug: it aborts the pilot with 1319."""
 
-    def __init__(self, ctx, pipeline, channel, downstream: "queue.Queue"):
+    def __init__(self, ctx, channel, downstream: "queue.Queue"):
         super().__init__("retrieve", ctx.request_abort)
         self.ctx = ctx
-        self.pipeline = pipeline
         self.channel = channel
         self.downstream = downstream
         self.slots: "queue.Queue" = queue.Queue()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from ..job import Job, JobState
 from ..eventservice.kinds import ESMERGE_STAGEIN_ACTIVITIES
 from ..transfer import directaccess
-from ..transfer.base import STAGEIN_ACTIVITIES, copytool_names, get_copytool
+from ..transfer.base import STAGEIN_ACTIVITIES
+from ..transfer.jobfiles import transfer_files
 from .base import Stage
 
 log = logging.getLogger(__name__)
@@ -20,11 +20,11 @@ class StageInStage(Stage):
 
     def process(self, job: Job) -> None:
         job.state = JobState.STAGEIN
-        self.pipeline.report(job)
+        self.reporter.report(job)
         if job.sandbox:
             from ..payload.sandbox import install_sandbox
 
-            job.environment.update(install_sandbox(job.sandbox, job.workdir, self.ctx, job.raw.get("tokenFields")))
+            job.environment.update(install_sandbox(job.sandbox, job.workdir, self.ctx, job.sandbox_fields))
         if not job.inputs:
             return
         directaccess.apply(self.ctx, job)
@@ -35,23 +35,3 @@ class StageInStage(Stage):
             job.fail(failed[0].status_code, failed[0].diag)
         elif any(spec.status == "remote_io" for spec in job.inputs):
             directaccess.write_catalogues(job)
-
-
-def transfer_files(ctx, job: Job, files, activities, direction: str) -> None:
-    """Move `files` with the activity's copytools in order, each one taking what the previous one failed."""
-    qd = ctx.queuedata
-    kind = ctx.config.file.checksum_type
-    for name in copytool_names(qd.acopytools, activities):
-        todo = [spec for spec in files if spec.status not in ("transferred", "remote_io")]
-        if not todo:
-            break
-        tool = get_copytool(name, qd.copytools.get(name))
-        if direction == "in":
-            tool.copy_in(todo, job.workdir, ctx, kind, job)
-        else:
-            tool.copy_out(todo, job.workdir, ctx, kind, job)
-    from ..transfer import traces
-
-    if traces.enabled(ctx):
-        ended = time.time()
-        traces.send([traces.build(spec, job, ctx, direction, ended) for spec in files], ctx)

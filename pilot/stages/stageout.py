@@ -11,12 +11,13 @@ import tarfile
 import time
 
 from ..errors import PilotError
-from ..job import Job, JobState, check_lfn
+from ..job import Job, JobState
+from ..jobparser import check_lfn
 from ..transfer import destinations
 from ..transfer.base import LOG_ACTIVITIES, STAGEOUT_ACTIVITIES
+from ..transfer.jobfiles import transfer_files
 from .base import Stage
 from .logtarball import make_log_tarball
-from .stagein import transfer_files
 
 log = logging.getLogger(__name__)
 

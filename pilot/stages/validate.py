@@ -19,7 +19,7 @@ class ValidateStage(Stage):
     timing_key = "initial_setup"
 
     def process(self, job: Job) -> None:
-        refused = refusal(job, getattr(self.pipeline, "channel", None))
+        refused = refusal(job, getattr(self.reporter, "channel", None))
         if refused:
             raise PilotError(*refused)
         self._check_sizes(job)

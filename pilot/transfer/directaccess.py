@@ -22,7 +22,6 @@ import os
 import re
 import time
 from typing import List, Optional
-from xml.sax.saxutils import quoteattr
 
 from ..job import FileSpec, Job
 from .base import STAGEIN_ACTIVITIES, TransferFailure, queue_storages
@@ -125,6 +124,8 @@ def write_catalogues(job: Job) -> None:
     """PoolFileCatalog.xml and pilot_inputs.json in the work dir: every input's turl or local name."""
     if not job.inputs or not job.workdir:
         return
+    from xml.sax.saxutils import quoteattr  # lazily: it loads urllib.request (~6 MB) into every pilot otherwise
+
     where = {spec.lfn: spec.turl if spec.status == "remote_io" else spec.lfn for spec in job.inputs}
     entries = []
     for spec in job.inputs:

@@ -21,7 +21,7 @@ from typing import Optional
 
 from .base import TransferFailure
 from .cli import run_tool
-from .surl import mask
+from ..masking import mask
 
 log = logging.getLogger(__name__)
 

@@ -49,9 +49,9 @@ class MvCopytool(Copytool):
         final = os.path.join(ctx.paths.output_dir, spec.lfn)
         temp = final + ".part"
         try:
-            # stage-out runs on after an abort (the log must go), within its share of the abort grace; flushed to
-            # the device as it goes, so the file is durable before it takes its final name
-            local = copy_file(src, temp, kind, _stop_at_deadline(ctx), sync=True)
+            # stage-out runs on after an abort (the log must go), within its share of the abort grace; with [File]
+            # mv_fsync flushed to the device as it goes, so the file is durable before it takes its final name
+            local = copy_file(src, temp, kind, _stop_at_deadline(ctx), sync=ctx.config.file.mv_fsync)
             os.replace(temp, final)
         finally:
             if os.path.lexists(temp):

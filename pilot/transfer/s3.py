@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..job import FileSpec
+from ..masking import mask
 from .base import TransferFailure, fired_stop
 from .checksum import CHUNK, Digest, mismatch_code
 from .cli import transfer_timeout
@@ -161,9 +162,9 @@ class S3Copytool(RemoteCopytool):
         except _Stopped as exc:
             raise TransferFailure(exc.code, f"stage-in of {spec.lfn}: {exc.diag}", retry=False) from None
         except requests.Timeout:
-            raise TransferFailure(1151, f"stage-in of {spec.lfn} from {_mask(url)} timed out") from None
+            raise TransferFailure(1151, f"stage-in of {spec.lfn} from {mask(url)} timed out") from None
         except requests.RequestException as exc:
-            raise TransferFailure(1099, f"stage-in of {spec.lfn} from {_mask(url)}: {type(exc).__name__}: "
+            raise TransferFailure(1099, f"stage-in of {spec.lfn} from {mask(url)}: {type(exc).__name__}: "
                                         f"{str(exc)[:200]}") from None
         if stored["size"] is not None and stored["size"] != digest.size:
             raise TransferFailure(1099, f"{spec.lfn}: got {digest.size} bytes, the object has {stored['size']}")
@@ -199,12 +200,12 @@ class S3Copytool(RemoteCopytool):
         except _Stopped as exc:
             raise TransferFailure(exc.code, f"stage-out of {spec.lfn}: {exc.diag}", retry=False) from None
         except requests.Timeout:
-            raise TransferFailure(1152, f"stage-out of {spec.lfn} to {_mask(url)} timed out") from None
+            raise TransferFailure(1152, f"stage-out of {spec.lfn} to {mask(url)} timed out") from None
         except requests.RequestException as exc:
             cause = exc.__context__ if isinstance(exc.__context__, _Stopped) else None
             if cause is not None:
                 raise TransferFailure(cause.code, f"stage-out of {spec.lfn}: {cause.diag}", retry=False) from None
-            raise TransferFailure(1137, f"stage-out of {spec.lfn} to {_mask(url)}: {type(exc).__name__}: "
+            raise TransferFailure(1137, f"stage-out of {spec.lfn} to {mask(url)}: {type(exc).__name__}: "
                                         f"{str(exc)[:200]}") from None
         finally:
             body.close()
@@ -222,9 +223,9 @@ class S3Copytool(RemoteCopytool):
         try:
             with self._request("DELETE", url, spec, ctx, keys, region, timeout=60.0) as reply:
                 if reply.status_code >= 300:
-                    log.warning("could not remove bad object %s: HTTP %d", _mask(url), reply.status_code)
+                    log.warning("could not remove bad object %s: HTTP %d", mask(url), reply.status_code)
         except requests.RequestException as exc:
-            log.warning("could not remove bad object %s: %s", _mask(url), type(exc).__name__)
+            log.warning("could not remove bad object %s: %s", mask(url), type(exc).__name__)
 
     def exists(self, url: str, spec: FileSpec, ctx) -> bool:
         """HEAD of an object (direct access checks); TransferFailure for anything but found / not found."""
@@ -238,7 +239,7 @@ class S3Copytool(RemoteCopytool):
                 _raise_for(reply, "in", spec, url)
                 return True
         except requests.RequestException as exc:
-            raise TransferFailure(1099, f"cannot check {_mask(url)}: {type(exc).__name__}") from None
+            raise TransferFailure(1099, f"cannot check {mask(url)}: {type(exc).__name__}") from None
 
 
 def _adler32(path: str) -> str:
@@ -274,7 +275,7 @@ def _raise_for(reply, direction: str, spec: FileSpec, url: str) -> None:
         return
     text = reply.text[:300]
     code = _s3_error_code(text)
-    what = f"{'stage-in' if direction == 'in' else 'stage-out'} of {spec.lfn} ({_mask(url)}): HTTP {status}"
+    what = f"{'stage-in' if direction == 'in' else 'stage-out'} of {spec.lfn} ({mask(url)}): HTTP {status}"
     what += f" {code}" if code else ""
     if status == 404:
         raise TransferFailure(1331 if direction == "in" else 1137, what, retry=False)
@@ -289,8 +290,3 @@ def _s3_error_code(text: str) -> str:
     start = text.find("<Code>")
     end = text.find("</Code>", start)
     return text[start + 6:end] if start >= 0 and end > start else ""
-
-
-def _mask(url: str) -> str:
-    parts = urlsplit(url)
-    return url.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1]) if "@" in parts.netloc else url

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
+from ..masking import mask
+
 OBSID_RE = re.compile(r"(?<![A-Za-z0-9])(L\d{6})(?!\d)")
 GFAL_INFIX = "/srm/managerv2?SFN="
 
@@ -155,8 +157,3 @@ def check_consistent(urls: Iterable[str], check_obsid: bool = True, check_locati
                                     f"{first_site[0]}: one job reads from one LTA site")
         kept.append(url)
     return kept
-
-
-def mask(url: str) -> str:
-    """The URL with any user:password@ replaced, for logs and diagnostics."""
-    return re.sub(r"(://)[^/@\s]*@", r"\1***@", url)

@@ -45,7 +45,7 @@ def _ip() -> str:
 def build(spec: FileSpec, job: Job, ctx, direction: str, ended: Optional[float] = None) -> Dict[str, Any]:
     ended = ended or time.time()
     started = ended - (spec.transfer_seconds or 0.0)
-    analysis = str(job.raw.get("prodSourceLabel", "")).lower() == "user"
+    analysis = job.prodsourcelabel.lower() == "user"
     event = ("get_sm" if direction == "in" else "put_sm") + ("_a" if analysis else "")
     ok = spec.status in ("transferred", "remote_io")
     direct = spec.status == "remote_io"  # read in place by the payload (Pilot 3: FOUND_ROOT, direct_access)

@@ -21,6 +21,8 @@ def start_rank(ap, scratch, rank, variable="SLURM_PROCID"):
 
 
 def test_many_to_one_layout_each_rank_runs_its_job(tmp_path):
+    """Three ranks, three jobs from the shared access point, one per rank. Over 10 s on a loaded machine: three
+    pilots at once on two cores."""
     ap, scratch = tmp_path / "ap", tmp_path / "scratch"
     ap.mkdir()
     ids = [901, 902, 903]

@@ -36,7 +36,7 @@ def test_a_bug_parsing_a_claimed_job_reports_the_job(tmp_path):
     jobdir.mkdir()
     write_job(jobdir, job_definition(7001))
     run = run_pilot(tmp_path, "--job-source", f"local:{jobdir}",
-                    env=shim_env("raise:pilot.job:_Reader.integer:ValueError"))
+                    env=shim_env("raise:pilot.jobparser:_Reader.integer:ValueError"))
     assert run.returncode == 1, run.stderr[-3000:]
     final = run.final(7001)  # the claimed job is reported, not lost
     assert final["state"] == "failed" and final["pilotErrorCode"] == 1319

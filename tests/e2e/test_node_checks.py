@@ -79,6 +79,7 @@ def run_in(base, jobdir, *extra, env):
 
 
 def test_cvmfs_fresh_lets_the_job_run_stale_stops_the_pilot_with_64(tmp_path, jobdir):
+    """Over 10 s on a loaded machine: four pilot runs (fresh, stale, -b, NO_CVMFS_OK)."""
     root = tmp_path / "cvmfs"
     fake_cvmfs(root, int(time.time()) - 3600)
     write_job(jobdir, job_definition(303))

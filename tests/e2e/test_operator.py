@@ -56,6 +56,8 @@ def test_check_finds_missing_copytool(tmp_path):
 
 
 def test_check_exit_codes(tmp_path):
+    """Each failed check has its Pilot 3 exit code. Over 10 s on a loaded machine: five pilot --check runs, one
+    after the other (~1 s each idle)."""
     assert check(tmp_path, "-q", "X", "--queuedata-url", str(tmp_path / "none.json")).returncode == 71
     assert check(tmp_path, "-q", "CHK", "--queuedata-url", queue(tmp_path, state="OFFLINE")).returncode == 78
     full = check(tmp_path, "-q", "LOCAL", env={"PILOT_CFG_PILOT_FREE_SPACE_LIMIT_MB": str(10 ** 9)})
@@ -100,6 +102,8 @@ def test_tarball_is_reproducible_and_runs(tmp_path):
 
 @pytest.mark.slow
 def test_pip_install_into_fresh_venv_and_run_console_script(tmp_path):
+    """The package installs into a fresh venv and its console script runs a job. Over 10 s: a venv is made and pip
+    builds and installs the package from a copy of the source (15-40 s)."""
     import shutil
 
     source = tmp_path / "src"  # a copy: pip builds in the source tree

@@ -38,6 +38,8 @@ def start_pilot(base, couchdb, db, env=None, *extra):
 
 
 def test_fifty_tokens_three_pilots_each_token_exactly_once(tmp_path, couchdb):
+    """Three pilots share fifty tokens: each runs exactly once. Over 10 s: fifty payloads, each claimed, run and
+    reported through pouchdb, by three pilots on two cores."""
     db = couchdb.new_db()
     ran = tmp_path / "ran.txt"
     ids = [f"L229507_SB{n:03d}" for n in range(50)]

@@ -275,7 +275,8 @@ def test_sigterm_to_the_whole_job_like_scancel(tmp_path, jobdir):
 
 def test_signals_racing_a_quick_pilot(tmp_path):
     """A pilot that ends at once on SIGTERM, while the wrapper is still handling the signal: the wrapper must
-    neither stay blocked (bash can miss the end of a child that ends while a trap runs) nor lose the status."""
+    neither stay blocked (bash can miss the end of a child that ends while a trap runs) nor lose the status.
+    Over 10 s: sixteen wrapper runs (eight rounds of two ways to signal), each starting a pilot."""
     stub = stub_pilot(tmp_path, "import signal, sys, time\n"
                                 "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
                                 "print('up', flush=True)\n"

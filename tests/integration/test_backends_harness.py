@@ -60,6 +60,8 @@ def test_put_file_replicas_are_served(storage_servers, tmp_path):
 
 
 def test_gfal_to_xrootd_davs_and_nginx_webdav(storage_servers, payload, tmp_path):
+    """gfal2's command-line tools against XrdHttp (davs, server checksums) and nginx WebDAV (davs, http). Over 10 s:
+    several gfal-copy/gfal-sum processes, each loading gfal2 and its plug-ins (~1.5 s)."""
     src, data, cks = payload
     # XrdHttp over TLS (davs): checksum computed by the server, so gfal-copy -K and gfal-sum work
     davs = storage_servers.url("harness/gfal.bin", "xrootd_davs")
@@ -124,7 +126,8 @@ def test_proxies(storage_servers):
 
 
 def test_rucio_upload_download_on_local_rses(rucio_server, tmp_path):
-    """Opt-in Rucio: pilot-style upload + download through the rucio-clients API on the XRootD and nginx RSEs."""
+    """Opt-in Rucio: pilot-style upload + download through the rucio-clients API on the XRootD and nginx RSEs.
+    Over 10 s: Rucio makes several server round trips per file on each of the two RSEs."""
     assert {"XRD_TEST", "DAVS_TEST", "WEBDAV_TEST", "POSIX_TEST"} <= set(rucio_server.rses)
     script = r'''
 import json, logging, os, sys, uuid, zlib

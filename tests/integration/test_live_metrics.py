@@ -8,14 +8,19 @@ from tests.integration.test_panda_channel import finish, start_pilot
 
 pytestmark = pytest.mark.slow
 
-# burns CPU in the shell for 8 s, so the heartbeats in between have CPU time and memory to report
-BUSY = "-c 'end=$(($(date +%s)+8)); i=0; while [ $(date +%s) -lt $end ]; do i=$((i+1)); done'"
+
+
+def busy(stop):
+    """Burns CPU in the shell until `stop` exists (60 s at most), so the heartbeats meanwhile have CPU time and
+    memory to report; the test ends it once it has seen them."""
+    return f"-c 'end=$(($(date +%s)+60)); i=0; while [ ! -e {stop} ] && [ $(date +%s) -lt $end ]; do i=$((i+1)); done'"
 
 
 def test_running_updates_fill_cpu_memory_io_and_cores_on_the_server(panda, tmp_path):
     """While the payload still runs (jobstatus running), the row already has CPU time, memory, I/O, mean core
     count, CPU unit, conversion factor and architecture level; the final update keeps them filled."""
-    panda_id = panda.submit_job(job_pars=BUSY)
+    stop = tmp_path / "stop"
+    panda_id = panda.submit_job(job_pars=busy(stop))
     proc = start_pilot(panda, tmp_path, env={"PILOT_CFG_PILOT_HEARTBEAT": "1",
                                              "PILOT_CFG_PILOT_MEMORY_USAGE_VERIFICATION_TIME": "1"})
     live = None
@@ -26,6 +31,7 @@ def test_running_updates_fill_cpu_memory_io_and_cores_on_the_server(panda, tmp_p
             live = row
             break
         time.sleep(0.2)
+    stop.touch()
     run = finish(proc, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert live is not None, "no running update with usage reached the server while the payload ran"

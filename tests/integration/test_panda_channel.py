@@ -39,6 +39,8 @@ def finish(proc, tmp_path, timeout=120):
 
 
 def test_job_cycle_starting_running_finished_archived(panda, tmp_path):
+    """starting, running and finished updates acknowledged, archived by the Adder. About 10 s on a loaded machine:
+    the payload runs 2 s, and the Adder loads the server's code (~3 s)."""
     panda_id = panda.submit_job(outputs=["result.dat"], job_pars="-c 'sleep 2; echo done > result.dat'")
     started = time.time()
     proc = start_pilot(panda, tmp_path, env={"HARVESTER_ID": "h1", "HARVESTER_WORKER_ID": "7"})

@@ -11,7 +11,8 @@ import pytest
 from pilot.channels.picas import PicasChannel
 from pilot.config import load_config
 from pilot.errors import PilotError
-from pilot.job import JobState, update_dict
+from pilot.job import JobState
+from pilot.jobwire import update_dict
 from pilot.trigger import Trigger
 from tests.integration.couchdb import PASSWORD, USER, token
 from pilot.settings import Settings

@@ -52,6 +52,9 @@ def replicas(rucio, scope, name):
 @pytest.mark.parametrize("mode", ["api", "cli"])
 @pytest.mark.parametrize("rse", ["XRD_TEST", "DAVS_TEST", "POSIX_TEST"])
 def test_upload_then_download_verified(rucio_env, tmp_path, rse, mode):
+    """Three files up and down through each RSE, sizes and adler32 verified, replicas registered. Over 10 s: Rucio
+    takes several server round trips per file, and the cli mode starts one rucio process (~2 s of imports) per
+    upload and download."""
     ctx = make_ctx(rse, mode=mode, register=True)
     out_dir, in_dir = tmp_path / "out", tmp_path / "in"
     out_dir.mkdir()
@@ -76,6 +79,8 @@ def test_upload_then_download_verified(rucio_env, tmp_path, rse, mode):
 
 @pytest.mark.parametrize("mode", ["api", "cli"])
 def test_missing_did_and_wrong_catalogue_checksum(rucio_env, tmp_path, mode):
+    """A wrong catalogue checksum is 1171, a DID Rucio does not know is 1331, nothing is left on disk.
+    Over 10 s with the cli: each rucio upload and download is a process of its own (~2 s of imports)."""
     ctx = make_ctx("XRD_TEST", mode=mode, register=True)
     data = b"a replica whose job definition gives the wrong checksum\n" * 100
     name = f"bad.{mode}.{os.getpid()}.dat"
@@ -107,7 +112,8 @@ def test_server_down_is_a_rucio_service_code(rucio_env, tmp_path, monkeypatch):
 
 
 def test_job_inputs_from_xrootd_outputs_to_a_rucio_rse_through_pilot(rucio_env, storage, tmp_path):
-    """Issue 4's end-to-end case: xrdcp reads the input from XRootD, rucio uploads output and log to XRD_TEST."""
+    """Issue 4's end-to-end case: xrdcp reads the input from XRootD, rucio uploads output and log to XRD_TEST.
+    Over 10 s: a whole pilot run with Rucio uploads of the output and the log (several server round trips each)."""
     from tests.e2e.pilotrun import job_definition, write_job
     from tests.integration.storage import run_pilot_job
 

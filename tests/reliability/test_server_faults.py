@@ -46,6 +46,8 @@ def test_job_requests_back_off_on_errors(panda, tmp_path):
 
 
 def test_final_update_survives_500_hang_truncation_and_slowness(panda, tmp_path):
+    """The final update survives five faulty tries in a row and is delivered at the sixth. Over 10 s: one try hangs
+    for 6 s, one answers slowly, and the pilot backs off between tries; then the Adder runs."""
     panda_id = panda.submit_job(outputs=["o.dat"], job_pars="-c 'echo x > o.dat'")
     with FaultProxy(panda.url, hang_seconds=6) as proxy:
         proxy.plan["pilot/update_job"] = ["pass", "slow"]  # starting, running
@@ -79,7 +81,8 @@ def test_unreachable_server_ends_the_pilot_with_79(panda, tmp_path):
 
 
 def test_pilot_sigkilled_while_retrying_final_update_is_replayed_by_next_pilot(panda, tmp_path):
-    """SIGKILL cannot be caught: what saves the final state is that it was on disk before the first send."""
+    """SIGKILL cannot be caught: what saves the final state is that it was on disk before the first send.
+    Over 10 s on a loaded machine: two pilot runs and the Adder."""
     import signal as _signal
 
     panda_id = panda.submit_job(outputs=["o.dat"], job_pars="-c 'sleep 2; echo x > o.dat'")

@@ -1,5 +1,7 @@
-"""SIGTERM while stage-out or the log tarball runs longer than the abort grace: the final report still goes out
-within the grace, the transfer is stopped, its partial file in storage removed, the job failed with 1201."""
+"""SIGTERM while the log tarball runs longer than the abort grace: the final report still goes out within the
+grace, the job failed with 1201. (A long mv stage-out stopped at its share of the grace, with its `.part` removed,
+is tests/unit/test_transfer.py::test_copy_out_stops_at_the_stageout_deadline_and_removes_the_part: through
+pilot.py its duration depends on the disk more than on the pilot; remote copytools are killed at once.)"""
 
 import glob
 import os
@@ -52,20 +54,6 @@ def sigterm_and_finish(tmp_path, proc, panda_id, grace=GRACE):
     assert final["state"] == "failed" and final["pilotErrorCode"] == 1201, final
     assert "Traceback" not in err
     return run, final
-
-
-@pytest.mark.slow
-def test_sigterm_during_slow_stageout(tmp_path, dirs):
-    """About 12 s: the payload writes 200 MB of random data so that storing it takes longer than the grace.
-    A 200 MB output takes seconds to store and verify (70 MB/s here); with a 2 s grace the copy is stopped at
-    two thirds of it, its `.part` removed, no output appears in storage, and the report still goes out."""
-    jobs, storage = dirs
-    write_job(jobs, job_definition(1621, pars="-c 'head -c 200000000 /dev/urandom > out.dat'", outputs=["out.dat"]))
-    proc = start_pilot(tmp_path, jobs, storage, grace=2)
-    wait_for(lambda: os.path.exists(storage / "out.dat.part"), proc)
-    run, final = sigterm_and_finish(tmp_path, proc, 1621, grace=2)
-    assert "no time left in the abort grace" in run.stderr
-    assert not os.path.lexists(storage / "out.dat.part") and not os.path.exists(storage / "out.dat")
 
 
 @pytest.mark.slow

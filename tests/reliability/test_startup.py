@@ -95,4 +95,4 @@ def test_signal_during_start_up_is_one_line_and_the_signals_status(tmp_path, sig
     finally:
         server.close()
     assert proc.returncode == 128 + getattr(signal, signame), err
-    assert "Traceback" not in err and f"interrupted by {signame} during start-up" in err
+    assert "Traceback" not in err and "during start-up" in err and err.count("\n") <= 3, err

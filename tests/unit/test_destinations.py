@@ -3,7 +3,8 @@ job-definition keys behind direct access and the event service."""
 
 import types
 
-from pilot.job import FileSpec, parse_job
+from pilot.job import FileSpec
+from pilot.jobparser import parse_job
 from pilot.queuedata import from_dict
 from pilot.transfer import destinations
 from pilot.trigger import Trigger

@@ -226,3 +226,14 @@ def test_format_diag_is_always_one_line_of_at_most_256(code, detail):
     assert "\n" not in diag and diag == diag.strip()
     assert diag  # never empty: the standard message when the detail is blank
     assert PilotError(code, detail).diag == diag
+
+
+def test_error_codes_by_pilot3_name_are_the_numbers():
+    import json
+
+    from pilot.errors import CODES, ERRORS, ErrorCode, PilotError
+
+    assert len(ErrorCode) == len(ERRORS) and all(ErrorCode[name] == code for name, code in CODES.items())
+    code = PilotError(1319, "x").code
+    assert code is ErrorCode.INTERNALPILOTPROBLEM and code == 1319
+    assert str(code) == f"{code}" == "1319" and json.dumps({"c": code}) == '{"c": 1319}'

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pilot.errors import ERRORS, PilotError
-from pilot.job import MAX_LFN_LENGTH, FileSpec, JobState, check_lfn, file_info, job_id_of, parse_job, update_dict
+from pilot.job import FileSpec, JobState
+from pilot.jobparser import MAX_LFN_LENGTH, check_lfn, job_id_of, parse_job
+from pilot.jobwire import file_info, update_dict
 
 IN_GUIDS = ["01ef2c6a-9d0b-4b8e-8f5e-0c6f2b7d1a11", "6e52a1b4-3c2d-4e8f-9a0b-1c2d3e4f5a6b"]
 LOG_GUID = "fac4b2d1-7e6f-4a5b-8c9d-0e1f2a3b4c5d"
@@ -77,7 +79,7 @@ def test_observed_server_job_parses_without_errors():
     assert (job.minramcount, job.maxdiskcount) == (2000, 1000)
     assert job.prodsourcelabel == "managed" and job.swrelease == "Atlas-24.0.0"
     assert job.homepackage == "AtlasOffline/24.0.0" and job.cmtconfig == "x86_64-el9-gcc13-opt"
-    assert job.raw["jobName"] == "pilot_it_8c1e"  # the raw dict is kept
+    assert not hasattr(job, "raw")  # only the parser reads the definition
 
 
 def test_observed_inputs_are_aligned_by_position():
@@ -457,12 +459,6 @@ def test_job_metrics_are_at_most_500_characters():
     job = parse_job(dict(BASE))
     job.metrics = {f"key{i}": "v" * 20 for i in range(50)}
     assert len(update_dict(job, "running", {}, final=False)["jobMetrics"]) == 500
-
-
-def test_debug_stdout_is_sent():
-    job = parse_job(dict(BASE))
-    job.debug_stdout = "last lines"
-    assert update_dict(job, "running", {}, final=False)["stdout"] == "last lines"
 
 
 # --- property test: whatever arrives, a 1008 or a reportable job -------------------------------------------

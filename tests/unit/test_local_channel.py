@@ -12,10 +12,11 @@ import uuid
 
 import pytest
 
-from pilot.channels.local import FAKE_BASE_ID, LocalChannel, fake_job_definition, write_json_atomic
+from pilot.channels.local import FAKE_BASE_ID, LocalChannel, fake_job_definition
+from pilot.files import write_json_atomic
 from pilot.config import load_config
 from pilot.errors import PilotError
-from pilot.job import parse_job
+from pilot.jobparser import parse_job
 from pilot.transfer.checksum import file_checksum
 
 
@@ -142,7 +143,7 @@ def test_harvester_style_documents(tmp_path):
     channel = LocalChannel(make_ctx(tmp_path), str(folder))
     jobs = channel.fetch(1) + channel.fetch(5)
     assert [job.jobid for job in jobs] == ["1001", "1003"]
-    assert jobs[0].jobpars == "-c true" and jobs[0].raw["PandaID"] == "1001"
+    assert jobs[0].jobpars == "-c true" and jobs[0].jobid == "1001"
     assert channel.fetch(1) == []
 
 
@@ -201,7 +202,6 @@ def test_updates_are_numbered_and_the_final_one_is_marked(tmp_path):
     for state, final in (("starting", False), ("running", False), ("running", False), ("finished", True)):
         data = {"jobId": "3", "state": state, "n": len(sent)}
         reply = channel.update(job, data, final)
-        job.updates_sent += 1
         assert reply.ok and reply.commands == [] and os.path.isfile(reply.where)
         with open(reply.where, encoding="utf-8") as handle:
             assert json.load(handle) == data

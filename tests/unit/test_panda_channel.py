@@ -194,3 +194,22 @@ def test_command_check_reads_job_get_status(tmp_path, server, answer, expected):
 def test_command_check_survives_an_unreachable_server(tmp_path):
     channel = make_channel(tmp_path, "http://127.0.0.1:9", http_connect_timeout=1)
     assert channel.commands(parse_job({"PandaID": 42, "transformation": "sh"})) == []
+
+
+def test_fetch_credential_answers_and_refusals(tmp_path, server):
+    """creds/get_access_token and get_proxy: the credential from data.user_proxy, else why not (never raised)."""
+    server.plan["get_access_token"] = [(200, {"success": True, "message": "", "data": {"user_proxy": "a.b.c"}}),
+                                       (200, {"success": False, "message": "'token' not found for x", "data": None}),
+                                       (403, "Token authentication failed"), (200, {"success": True, "data": {}})]
+    channel = make_channel(tmp_path, server.url)
+    assert channel.fetch_credential("get_access_token", {"client_name": "pilot_server"}) == ("a.b.c", "")
+    assert channel.fetch_credential("get_access_token", {}) == (None, "'token' not found for x")
+    value, why = channel.fetch_credential("get_access_token", {})
+    assert value is None and why.startswith("HTTP 403")
+    assert channel.fetch_credential("get_access_token", {}) == (None, "the answer holds no credential")
+    path, headers, _body = server.calls[0]
+    assert path == "/api/v1/creds/get_access_token?client_name=pilot_server"
+    assert headers["Authorization"] == "Bearer header.payload.signature" and headers["Origin"] == "atlas.production"
+    server.close()
+    value, why = channel.fetch_credential("get_proxy", {"role": "production"})  # nobody listening
+    assert value is None and why

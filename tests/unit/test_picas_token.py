@@ -31,7 +31,7 @@ def test_command_parameters_env_and_sandbox():
     assert job.sandbox == "https://h/sbx.tgz"
     assert job.environment == {"MODE": "cal", "TOKEN": "tok1", "PICAS_DB": "lofardb",
                                "PICAS_URL": "http://127.0.0.1:5984/lofardb"}
-    assert job.raw["tokenFields"]["OBSID"] == "L229507"
+    assert job.sandbox_fields["OBSID"] == "L229507"
     assert job.attemptnr == 1 and job.jobid == synthetic_panda_id("lofardb", "tok1", 1700000000)
 
 
@@ -107,3 +107,19 @@ def test_credentials(monkeypatch, tmp_path):
         read_credentials("http://h:5984", "")
     with pytest.raises(ValueError, match="http"):
         split_target("h:5984/db")
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"rows": [', "[1, 2]"])
+def test_corrupt_or_absurdly_nested_couchdb_answer_is_unavailable(text):
+    import json
+
+    from pilot.channels.picas_couch import Unavailable, _body
+
+    class Reply:
+        status_code = 200
+
+        def json(self):
+            return json.loads(text)
+
+    with pytest.raises(Unavailable):
+        _body(Reply())

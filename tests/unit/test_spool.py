@@ -4,7 +4,8 @@ import json
 import os
 import time
 
-from pilot.channels.spool import Spool, backoff_delays, deliver, pending_in
+from pilot.backoff import backoff_delays
+from pilot.channels.spool import Spool, deliver, pending_in
 
 
 def test_write_pending_remove(tmp_path):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from pilot.transfer.surl import (SurlError, check_consistent, clean, convert, mask, obsid_of, path_of, rewrite,
+from pilot.masking import mask
+from pilot.transfer.surl import (SurlError, check_consistent, clean, convert, obsid_of, path_of, rewrite,
                                  site_of)
 
 SARA = "srm://srm.grid.sara.nl:8443/pnfs/grid.sara.nl/data/lofar/ops/projects/lc2_035/229507/L229507_SB150_uv.dppp.MS_f6fc7fc5.tar"

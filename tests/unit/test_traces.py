@@ -21,7 +21,7 @@ def ctx_for(url="", use=True, timeout="5"):
 
 
 def job(label="managed"):
-    return types.SimpleNamespace(jobid="77", taskid="5", raw={"prodSourceLabel": label})
+    return types.SimpleNamespace(jobid="77", taskid="5", prodsourcelabel=label)
 
 
 @pytest.fixture

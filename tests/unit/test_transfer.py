@@ -12,7 +12,8 @@ import pytest
 
 from pilot.config import load_config
 from pilot.errors import PilotError
-from pilot.job import FileSpec, parse_job
+from pilot.job import FileSpec
+from pilot.jobparser import parse_job
 from pilot.transfer.base import (KNOWN_ACTIVITIES, LOG_ACTIVITIES, STAGEIN_ACTIVITIES, STAGEOUT_ACTIVITIES,
                                  copytool_names, get_copytool)
 from pilot.transfer.checksum import CHUNK, Digest, copy_stream, file_checksum, mismatch_code
@@ -317,6 +318,28 @@ def test_copy_out_success_is_verified(ctx, work):
     assert os.listdir(ctx.paths.output_dir) == ["AOD.pool.root"]  # no .part left
 
 
+def test_copy_out_stops_at_the_stageout_deadline_and_removes_the_part(ctx, work):
+    """After a kill signal, a long mv stage-out stops when its share of the abort grace is over (checked per
+    chunk), fails with the signal's code and leaves no `.part` in storage."""
+    from pilot.trigger import Trigger
+
+    (work / "big.dat").write_bytes(bytes(24 * MIB))  # three copy chunks
+    ctx.abort = Trigger("abort")
+    ctx.abort.fire(1201, "pilot received SIGTERM")
+    chunks = []
+
+    def deadline():  # the grace share ends after the first chunk has been copied
+        chunks.append(1)
+        return float("inf") if len(chunks) == 1 else 0.0
+
+    ctx.stageout_deadline = deadline
+    spec = FileSpec(lfn="big.dat", role="output")
+    get_copytool("mv").copy_out([spec], str(work), ctx)
+    assert spec.status == "failed" and spec.status_code == 1201 and "no time left in the abort grace" in spec.diag
+    assert os.listdir(ctx.paths.output_dir) == []  # neither the output nor its .part
+    assert len(chunks) == 2
+
+
 def test_copy_out_with_md5(ctx, work):
     (work / "out.dat").write_bytes(b"md5 please")
     spec = FileSpec(lfn="out.dat", role="output")
@@ -393,3 +416,16 @@ def test_move_mode_never_loses_the_only_copy(tmp_path):
     _get("mv").copy_in([spec], str(work), ctx)
     assert spec.status_code == 1099
     assert (store / "only.dat").read_bytes() == b"abc"
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_copy_out_flushes_to_the_device_only_with_mv_fsync(tmp_path, work, monkeypatch, fsync):
+    """[File] mv_fsync (default True): the stored output is durable before it takes its final name."""
+    flushed = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (flushed.append(fd), real(fd)))
+    ctx = make_ctx(tmp_path, mv_fsync=fsync)
+    (work / "out.dat").write_bytes(random_bytes(5000))
+    spec = FileSpec(lfn="out.dat", role="output")
+    get_copytool("mv").copy_out([spec], str(work), ctx)
+    assert spec.status == "transferred" and bool(flushed) == fsync
