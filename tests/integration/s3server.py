@@ -41,11 +41,13 @@ def _free_port() -> int:
 
 
 def _moto_command():
-    found = shutil.which("moto_server", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH",
-                                                                                                          ""))
-    if not found:
-        raise RuntimeError("moto_server not found: install requirements-test.txt (bash .ci/install-deps test)")
-    return found
+    """moto's server module under this interpreter (not the moto_server script: a venv shared between checkouts
+    may carry a script whose #! names another checkout's path)."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise RuntimeError("moto[server] not installed: bash .ci/install-deps test (requirements-test.txt)") from None
+    return [sys.executable, "-m", "moto.server"]
 
 
 class S3Server:
@@ -94,7 +96,7 @@ def running_s3() -> Iterator[S3Server]:
     workdir = tempfile.mkdtemp(prefix="pilot-s3-")
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(NO_AUTH_CALLS), AWS_DEFAULT_REGION="us-east-1")
     log = open(os.path.join(workdir, "moto.log"), "wb")
-    proc = subprocess.Popen([_moto_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+    proc = subprocess.Popen([*_moto_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
                             stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=workdir)
     try:
         deadline = time.monotonic() + START_TIMEOUT

@@ -83,3 +83,18 @@ def test_missing_job_dir_is_a_configuration_error(tmp_path):
     proc = _pilot(tmp_path, tmp_path / "nonexistent", timeout=20)
     assert proc.returncode == 67  # 1103 NOSUCHFILE, not retried
     assert "1103" in proc.stderr and "does not exist" in proc.stderr and "getJob failed" not in proc.stderr
+
+
+def test_harvester_job_file_nested_100000_levels_is_reported_failed(tmp_path):
+    """Harvester mode: the job file is taken (deleted) before it is parsed, so its job must still be reported."""
+    ap = tmp_path / "ap"
+    ap.mkdir()
+    deep = "[" * 100_000 + "]" * 100_000
+    (ap / "HPCJobs.json").write_text(f'{{"1741": {{"PandaID": "1741", "transformation": "sh", "jobPars": {deep}}}}}')
+    proc = subprocess.run([sys.executable, PILOT, "-q", "LOCAL", "-z", "--harvester-workdir", str(ap),
+                           "--harvester-submit-mode", "PUSH"], capture_output=True, text=True, timeout=60,
+                          cwd=str(ap), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    attributes = json.loads((ap / "worker_attributes.json").read_text())
+    assert attributes["jobId"] == "1741" and attributes["jobStatus"] == "failed"
+    assert attributes["pilotErrorCode"] == 1302, attributes

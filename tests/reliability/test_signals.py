@@ -55,8 +55,9 @@ def stage_setup(stage, tmp_path, jobdir):
     if stage == "execute":
         write_job(jobdir, job_definition(1302, pars="-c 'sleep 300'"))
         return ["--job-source", f"local:{jobdir}"], env, "payload started", 1302
-    if stage == "stageout":  # an incompressible 400 MB work dir: the log tarball takes a while
-        write_job(jobdir, job_definition(1303, pars="-c 'head -c 400000000 /dev/urandom > big.bin'"))
+    if stage == "stageout":  # an incompressible 240 MB work dir in 3 MB files: the log tarball takes a while
+        script = "for i in $(seq 80); do head -c 3000000 /dev/urandom > part$i.bin; done"
+        write_job(jobdir, job_definition(1303, pars=f"-c '{script}'"))
         return ["--job-source", f"local:{jobdir}"], env, "payload exited with 0", 1303
     raise ValueError(stage)
 

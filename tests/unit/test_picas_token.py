@@ -107,3 +107,19 @@ def test_credentials(monkeypatch, tmp_path):
         read_credentials("http://h:5984", "")
     with pytest.raises(ValueError, match="http"):
         split_target("h:5984/db")
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"rows": [', "[1, 2]"])
+def test_corrupt_or_absurdly_nested_couchdb_answer_is_unavailable(text):
+    import json
+
+    from pilot.channels.picas_couch import Unavailable, _body
+
+    class Reply:
+        status_code = 200
+
+        def json(self):
+            return json.loads(text)
+
+    with pytest.raises(Unavailable):
+        _body(Reply())
