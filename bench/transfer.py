@@ -10,7 +10,7 @@ Starts the storage servers of tests/servers/backends (root; 127.0.0.1 only) and 
 
 With --tools mv alone no server is started.
 
-usage: bench/transfer.py [--small 200] [--large 4] [--large-mb 256] [--tools xrdcp,mv] [--no-fsync] [--json F]
+usage: bench/transfer.py [--small 200] [--large 4] [--large-mb 256] [--tools xrdcp,mv] [--fsync] [--json F]
                          [--baseline F]
 """
 
@@ -53,7 +53,7 @@ def make_files(folder, count, size):
     return names
 
 
-def pilot_run(tool, names, src, dest_dir, ctx, width, fsync=True):
+def pilot_run(tool, names, src, dest_dir, ctx, width, fsync=False):
     ctx.config = load_config(env={"PILOT_CFG_FILE_TRANSFER_WIDTH": str(width), "PILOT_CFG_FILE_MV_FSYNC": str(fsync)})
     scope = f"bench.w{width}"  # each mode writes new files: XRootD's cached checksums do not follow overwrites
     outputs = [FileSpec(lfn=n, role="output", scope=scope) for n in names]
@@ -110,8 +110,8 @@ def main():
     parser.add_argument("--tools", default="xrdcp,mv")
     parser.add_argument("--no-bindings", action="store_true",
                         help="hide the XRootD Python bindings: batches go through one xrdcp --parallel (stage-in only)")
-    parser.add_argument("--no-fsync", action="store_true",
-                        help="[File] mv_fsync = False: mv stage-out does not flush to the device (as cp does not)")
+    parser.add_argument("--fsync", action="store_true",
+                        help="[File] mv_fsync = True: mv stage-out flushes each file to the device (cp does not)")
     parser.add_argument("--json", default="")
     parser.add_argument("--baseline", default="")
     args = parser.parse_args()
@@ -148,9 +148,9 @@ def run_cases(args, storage, work, results):
                                                                     output_dir=os.path.join(work, "mvstore")))
             row = {}
             for mode, run in (("parallel", lambda: pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.p"),
-                                                             ctx, 4, not args.no_fsync)),
+                                                             ctx, 4, args.fsync)),
                               ("sequential", lambda: pilot_run(tool, names, src, os.path.join(work, f"{case}.{tool}.s"),
-                                                               ctx, 1, not args.no_fsync)),
+                                                               ctx, 1, args.fsync)),
                               ("shell", lambda: shell_run(tool, names, src, os.path.join(work, f"{case}.{tool}.sh"),
                                                           storage))):
                 out, back = run()

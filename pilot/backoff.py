@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from typing import Iterator
 
 
 def backoff_delays(initial: float, maximum: float) -> Iterator[float]:
     """initial, 2*initial, 4*initial ... capped at maximum, each with +-25% jitter (no thundering herd)."""
+    import random  # lazily: only retries need it, not every pilot start
+
     delay = initial
     while True:
         yield delay * random.uniform(0.75, 1.25)

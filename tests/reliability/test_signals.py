@@ -67,7 +67,7 @@ def stage_setup(stage, tmp_path, jobdir):
 @pytest.mark.parametrize("signum,code", SIGNALS, ids=[s.name for s, _ in SIGNALS])
 def test_signal_during_stage(tmp_path, stage, signum, code):
     """A signal at each stage ends the pilot with 128 + signal, kills its processes, and reports the job. The
-    stageout cases take over 10 s: the payload first writes 400 MB from /dev/urandom."""
+    stageout cases take over 10 s: the payload first writes hundreds of MB of random data for the log tarball."""
     jobdir = tmp_path / "jobs"
     jobdir.mkdir()
     extra, env, marker, panda_id = stage_setup(stage, tmp_path, jobdir)

@@ -420,7 +420,7 @@ def test_move_mode_never_loses_the_only_copy(tmp_path):
 
 @pytest.mark.parametrize("fsync", [True, False])
 def test_copy_out_flushes_to_the_device_only_with_mv_fsync(tmp_path, work, monkeypatch, fsync):
-    """[File] mv_fsync (default True): the stored output is durable before it takes its final name."""
+    """[File] mv_fsync (default False, as cp): True makes the stored output durable before it takes its final name."""
     flushed = []
     real = os.fdatasync
     monkeypatch.setattr(os, "fdatasync", lambda fd: (flushed.append(fd), real(fd)))
