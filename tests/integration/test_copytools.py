@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import types
 import zlib
 
@@ -102,10 +103,20 @@ def test_server_down_and_timeout(storage, tmp_path, tool):
     down = FileSpec(lfn="o.dat", role="output", scope="mc")
     get_copytool(tool).copy_out([down], str(tmp_path), ctx)
     assert down.status == "failed" and down.status_code in (1137, 1152), down.diag
-    slow = make_ctx(storage, tmp_path, "XRD_ROOT", env=dict(env, PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE="0.001",
-                                                            PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX="0.001"))
+    # a server that takes the connection (the kernel's backlog) and never says a word: only the pilot's own
+    # time limit (the smallest the settings allow) ends the transfer
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    slow = make_ctx(storage, tmp_path, "XRD_ROOT", env=dict(env, PILOT_CFG_FILE_TRANSFER_TIMEOUT_BASE="0.5",
+                                                            PILOT_CFG_FILE_TRANSFER_TIMEOUT_MAX="0.5"))
+    slow.storage["XRD_ROOT"].arprotocols["write_lan"] = [
+        {"endpoint": f"root://127.0.0.1:{silent.getsockname()[1]}", "path": "//x"}]
     big = FileSpec(lfn="o.dat", role="output", scope="mc")
-    get_copytool(tool).copy_out([big], str(tmp_path), slow)
+    try:
+        get_copytool(tool).copy_out([big], str(tmp_path), slow)
+    finally:
+        silent.close()
     assert big.status_code == 1152 and "timed out" in big.diag
 
 
