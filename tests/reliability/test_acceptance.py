@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -124,18 +125,28 @@ def _survivors(base, wait=5.0):
 INTERPRETER_START = "init_import_site"  # signalled while Python itself starts, before pilot.py's first line
 
 
+def _before_pilot_code(text):
+    """A SIGINT traceback from before pilot.py's `try:` can catch it: Python's own start-up (site) or the first
+    statements of pilot.py; no frame of the pilot package, and it ends in KeyboardInterrupt."""
+    if INTERPRETER_START in text:
+        return True
+    frames = re.findall(r'File "([^"]+)", line (\d+)', text)
+    return (text.rstrip().endswith("KeyboardInterrupt") and bool(frames)
+            and not any(os.sep + "pilot" + os.sep in name for name, _ in frames))
+
+
 def _tracebacks(base):
     bad = []
     for path in glob.glob(os.path.join(base, "runs", "*.stderr")):
         text = open(path, errors="replace").read()
-        if ("Traceback" in text and INTERPRETER_START not in text) or CANARY_TEXT in text:
+        if ("Traceback" in text and not _before_pilot_code(text)) or CANARY_TEXT in text:
             bad.append(path)
     return bad
 
 
 def _interpreter_start(base, name):
     with open(os.path.join(base, "runs", f"{name}.stderr"), errors="replace") as handle:
-        return INTERPRETER_START in handle.read()
+        return _before_pilot_code(handle.read())
 
 
 def _unreported(files, claimed, finals):
