@@ -313,9 +313,10 @@ class PandaServer:
         if done.returncode != 0:
             raise RuntimeError(f"submit_job failed: {done.stdout[-2000:]} {done.stderr[-3000:]}")
         ids = json.loads(done.stdout)["panda_ids"]
-        if wait:
+        if wait:  # activated, or already further: a pilot that is asking may take the job between two looks
             for panda_id in ids:
-                self.wait_for(panda_id, {"activated"}, timeout=60)
+                self.wait_for(panda_id, {"activated", "sent", "starting", "running", "holding", "transferring",
+                                         "finished", "failed"}, timeout=60)
         return ids
 
     def wait_for(self, panda_id, states, timeout=60, interval=0.2):
