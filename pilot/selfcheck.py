@@ -10,7 +10,6 @@ blocking problem (a copytool or container runtime missing) exits 1 with the PanD
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import sys
 from typing import List, Optional, Tuple
@@ -61,6 +60,8 @@ def _version(module: str) -> Optional[str]:
 
 
 def gather(settings, config) -> List[Row]:
+    import platform  # here, not at module level: every pilot start imports this module for the dependency check
+
     from .queuedata import load_queuedata
 
     rows = [Row("pilot", __version__), Row("python", f"{platform.python_version()} ({sys.executable})",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 from typing import Dict, List
 
 # the x86-64 psABI levels, each by the cpuinfo flags it adds to the one below (lzcnt shows as `abm`)
@@ -41,7 +40,7 @@ def _cpuinfo(path: str = "/proc/cpuinfo") -> List[Dict[str, str]]:
 
 def architecture_level(blocks: List[Dict[str, str]], machine: str = "") -> str:
     """x86-64-v1..v4 from the first processor's flags, "ARM" on aarch64/arm, "" when unknown."""
-    machine = (machine or platform.machine()).lower()
+    machine = (machine or os.uname().machine).lower()
     if machine.startswith(("aarch64", "arm")):
         return "ARM"
     if machine not in ("x86_64", "amd64") or not blocks:
