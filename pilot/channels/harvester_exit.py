@@ -50,8 +50,9 @@ def _lenient(argv: List[str]) -> argparse.Namespace:
 
 
 class ExitReport:
-    def __init__(self, early: argparse.Namespace):
-        self.early = early
+    def __init__(self, argv: List[str]):
+        self._argv = list(argv)
+        self._early: Optional[argparse.Namespace] = None
         self.settings = None  # the real command line, once parsed
         self.config = None  # the configuration, once loaded
         self.main_dir = ""
@@ -60,7 +61,15 @@ class ExitReport:
 
     @classmethod
     def from_argv(cls, argv: List[str]) -> "ExitReport":
-        return cls(_lenient(argv))
+        return cls(argv)
+
+    @property
+    def early(self) -> argparse.Namespace:
+        """The Harvester options of a command line that may not parse: read only when the pilot ends before its
+        settings are known (a parser build at every start would cost the start-up some 5 ms)."""
+        if self._early is None:
+            self._early = _lenient(self._argv)
+        return self._early
 
     def harvester_mode(self) -> bool:
         from ..hpc import is_hpc_mode
