@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import signal as _signal
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 # code: (NAME, standard message) -- the complete Pilot 3 table (147 entries).
 ERRORS: Dict[int, Tuple[str, str]] = {
@@ -281,5 +281,17 @@ class StartupSignal(KeyboardInterrupt):
         self.signum = signum
 
 
+# the signals the start-up handler saw, in order: written only by that handler, while the pilot is one thread
+_startup_signals: List[int] = []
+
+
 def raise_startup_signal(signum: int, _frame) -> None:
+    _startup_signals.append(signum)
     raise StartupSignal(signum)
+
+
+def swallowed_startup_signal() -> Optional[int]:
+    """A start-up signal whose StartupSignal never reached pilot.py: Python only prints an exception raised where
+    it runs a weakref callback or a __del__ (the import lock's clean-up, for one) and goes on. Read once the
+    pipeline's own handlers are in place, so that such a signal still stops the pilot before it takes a job."""
+    return _startup_signals[0] if _startup_signals else None

@@ -14,7 +14,7 @@ import time
 from typing import List, Optional
 
 from . import __version__
-from .errors import PilotError, StartupSignal, shell_exit_code, signal_code
+from .errors import PilotError, StartupSignal, shell_exit_code, signal_code, swallowed_startup_signal
 from .options import build_parser, legacy_selector_refusal, notes, refusal
 from .settings import Settings
 
@@ -216,6 +216,9 @@ def run(settings: Settings, config, main_dir: str, report) -> int:
     channel = make_channel(ctx, source, placement)
     pipeline = Pipeline(ctx, channel)
     pipeline.install_signal_handlers()
+    swallowed = swallowed_startup_signal()
+    if swallowed:  # it landed where Python drops exceptions: act on it now, still before any job is taken
+        raise StartupSignal(swallowed)
     from .monitor.credentials import start_renewal
 
     renewer = start_renewal(ctx, channel)  # token/proxy renewal through the server while jobs run

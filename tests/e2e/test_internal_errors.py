@@ -78,3 +78,18 @@ def test_a_missing_dependency_stops_the_pilot_before_any_job(tmp_path):
         assert f"1342 MIDDLEWAREIMPORTFAILURE: Python module(s) {module} missing" in run.stderr
         assert os.path.exists(path)  # the job was not taken
         assert not os.path.exists(os.path.join(run.main, "reports"))
+
+
+def test_a_start_up_signal_that_python_swallowed_still_stops_the_pilot(tmp_path):
+    """A SIGQUIT that lands where Python only prints what a handler raises (a weakref callback, as in the import
+    lock's clean-up; seen once in the acceptance fuzz run): the pilot went on and ran every job. It must stop
+    before taking one, with the signal's status."""
+    jobdir = tmp_path / "jobs"
+    jobdir.mkdir()
+    run = run_pilot(tmp_path, *sleeping_job(jobdir, 7300001, 0),
+                    env=shim_env("swallow:pilot.queuedata:load_queuedata:SIGQUIT"))
+    assert "Exception ignored in" in run.stderr, run.stderr[-2000:]  # the shim really hit the swallowing path
+    assert run.returncode == 128 + 3, run.stderr[-3000:]
+    assert "interrupted by SIGQUIT during start-up" in run.stderr + run.pilotlog()
+    assert "job_7300001.json" in os.listdir(jobdir)  # not taken
+    assert "received" not in run.pilotlog()
