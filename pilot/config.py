@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, get_type_hints
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .config_sections import ORDERED, SECTIONS, Config
 from .errors import PilotError
@@ -22,6 +22,9 @@ from .errors import PilotError
 ENV_PREFIX = "PILOT_CFG_"
 _TRUE = {"true", "yes", "y", "t", "1", "on"}
 _FALSE = {"false", "no", "n", "f", "0", "off"}
+# a section field's annotation (a string: config_sections uses postponed annotations) -> its type; reading it
+# here rather than through typing.get_type_hints saves its evaluation of every annotation at each start
+_KINDS: Dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def default_cfg_path() -> Path:
@@ -101,8 +104,13 @@ def _plain(number: Any) -> str:
 
 def declared(section_class: type) -> Dict[str, Tuple[type, Mapping[str, Any]]]:
     """key -> (type, metadata) of a section dataclass."""
-    hints = get_type_hints(section_class)
-    return {item.name: (hints[item.name], item.metadata) for item in fields(section_class)}
+    out: Dict[str, Tuple[type, Mapping[str, Any]]] = {}
+    for item in fields(section_class):
+        kind = _KINDS.get(item.type) if isinstance(item.type, str) else item.type
+        if kind not in _KINDS.values():
+            raise TypeError(f"{section_class.__name__}.{item.name}: type {item.type!r} is not int, float, str or bool")
+        out[item.name] = (kind, item.metadata)
+    return out
 
 
 def _read_ini(path: Path) -> configparser.ConfigParser:

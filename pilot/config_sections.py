@@ -9,8 +9,10 @@ round (checked when the configuration loads).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Optional, Tuple
+
+from .records import FrozenRecord, frozen_record
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 MB_MAX = 1 << 30  # a size limit in MB above this (1 PB) is a typo
@@ -53,8 +55,8 @@ def flag() -> Any:
     return field(metadata={})
 
 
-@dataclass(frozen=True)
-class PilotSection:
+@frozen_record
+class PilotSection(FrozenRecord):
     pilotlog: str = name()
     stageinlog: str = name()
     stageoutlog: str = name()
@@ -120,8 +122,8 @@ class PilotSection:
     lifetime_margin: int = rng(0, DAY)
 
 
-@dataclass(frozen=True)
-class InformationSection:
+@frozen_record
+class InformationSection(FrozenRecord):
     cache_dir: str = text()
     queuedata_url: str = text()  # a template: {pandaserver}/cache/...
     queues_url: str = text()
@@ -134,8 +136,8 @@ class InformationSection:
     download_timeout: int = rng(1, HOUR)
 
 
-@dataclass(frozen=True)
-class PayloadSection:
+@frozen_record
+class PayloadSection(FrozenRecord):
     jobreport: str = name()
     metadata: str = name()
     payloadstdout: str = name()
@@ -149,8 +151,8 @@ class PayloadSection:
     cgroup: str = choice("auto", "off")
 
 
-@dataclass(frozen=True)
-class FileSection:
+@frozen_record
+class FileSection(FrozenRecord):
     checksum_type: str = choice("adler32", "md5")
     transfer_attempts: int = rng(1, 100)
     log_max_mb: int = rng(1, MB_MAX)
@@ -172,8 +174,8 @@ class FileSection:
     bringonline_command: str = text()
 
 
-@dataclass(frozen=True)
-class RucioSection:
+@frozen_record
+class RucioSection(FrozenRecord):
     url: str = url(optional=True)
     trace_timeout: float = rng(0.1, HOUR)
     mode: str = choice("auto", "api", "cli")
@@ -181,8 +183,8 @@ class RucioSection:
     register: bool = flag()
 
 
-@dataclass(frozen=True)
-class HarvesterSection:
+@frozen_record
+class HarvesterSection(FrozenRecord):
     job_request_file: str = name()
     kill_worker_file: str = name()
     jobs_list_file: str = name()
@@ -195,8 +197,8 @@ class HarvesterSection:
     job_wait_limit: float = rng(0, 30 * DAY)
 
 
-@dataclass(frozen=True)
-class PicasSection:
+@frozen_record
+class PicasSection(FrozenRecord):
     credentials_file: str = text()
     design_doc: str = name()
     token_type: str = text()
@@ -215,26 +217,26 @@ class PicasSection:
     timeout: float = rng(0.1, DAY)
 
 
-@dataclass(frozen=True)
-class HpcSection:
+@frozen_record
+class HpcSection(FrozenRecord):
     scratch: str = text()
 
 
-@dataclass(frozen=True)
-class TokenSection:
+@frozen_record
+class TokenSection(FrozenRecord):
     download_check: int = period()
     renew_before: int = rng(0, 365 * DAY)
     client_name: str = text()
 
 
-@dataclass(frozen=True)
-class S3Section:
+@frozen_record
+class S3Section(FrozenRecord):
     keys_file: str = text()
     region: str = text()
 
 
-@dataclass(frozen=True)
-class EventServiceSection:
+@frozen_record
+class EventServiceSection(FrozenRecord):
     lookahead_per_core: int = rng(1, 1000)
     fetch_batch: int = rng(1, 100000)
     update_batch: int = rng(1, 100000)
@@ -259,8 +261,8 @@ ORDERED: Tuple[Tuple[str, str, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Config:
+@frozen_record
+class Config(FrozenRecord):
     """All settings: `config.pilot.heartbeat` (an int), `config.file.checksum_type` (a str)..."""
 
     pilot: PilotSection

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import PilotError
+from .ids import new_uuid
 from .job import FileSpec, Job
 
 log = logging.getLogger(__name__)
@@ -271,13 +271,13 @@ def _parse_job(jobid: str, raw: Dict[str, Any], max_field: int) -> Job:
             spec.role = "log"
             job.logfile = spec
         else:
-            spec.guid = spec.guid or str(uuid.uuid4())  # the server sends no output GUIDs
+            spec.guid = spec.guid or new_uuid()  # the server sends no output GUIDs
             job.outputs.append(spec)
     if log_lfn and job.logfile is None:
         job.logfile = FileSpec(lfn=log_lfn, role="log")
     if job.logfile is not None:
         job.logfile.scope = reader.text("scopeLog") or job.logfile.scope
-        job.logfile.guid = reader.text("logGUID") or job.logfile.guid or str(uuid.uuid4())
+        job.logfile.guid = reader.text("logGUID") or job.logfile.guid or new_uuid()
         job.logfile.role = "log"
     _check_names(reader, job.inputs + job.outputs + ([job.logfile] if job.logfile else []))
     in_names = {spec.lfn for spec in job.inputs}

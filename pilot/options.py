@@ -9,10 +9,10 @@ few Pilot 3 flags that are obsolete or whose effect is already this pilot's beha
 from __future__ import annotations
 
 import argparse
-import functools
 from typing import Dict, List, Optional, Tuple
 
 from . import __version__
+from .settings import Settings
 
 WORKFLOWS = ("generic", "generic_hpc", "production", "production_hpc", "analysis", "analysis_hpc",
              "eventservice_hpc", "stager", "payload_stageout")
@@ -204,7 +204,7 @@ LEGACY_SELECTORS: Dict[str, str] = {
 
 def refusal(settings, defaults: Optional[Dict[str, object]] = None) -> Optional[str]:
     """A clear message if the command line asks for something this version cannot do (None if all is fine)."""
-    defaults = defaults if defaults is not None else parser_defaults()
+    defaults = defaults if defaults is not None else Settings.defaults()
     if settings.workflow not in IMPLEMENTED_WORKFLOWS:
         return (f"workflow {settings.workflow!r} is not implemented (implemented: "
                 f"{', '.join(IMPLEMENTED_WORKFLOWS)})")
@@ -237,19 +237,15 @@ def legacy_selector_refusal(settings, panda_api: str) -> Optional[str]:
 
 def notes(settings, defaults: Optional[Dict[str, object]] = None) -> List[str]:
     """Start-up log lines for Pilot 3 flags that were given but need nothing done."""
-    defaults = defaults if defaults is not None else parser_defaults()
+    defaults = defaults if defaults is not None else Settings.defaults()
     return [why for dest, why in NOTED.items() if getattr(settings, dest) != defaults[dest]]
 
 
-@functools.lru_cache(maxsize=1)
-def _defaults() -> Tuple[Tuple[str, object], ...]:
-    """Built once per process (each parser build costs some 13 ms of every pilot's start-up)."""
-    return tuple((action.dest, action.default) for action in build_parser()._actions
-                 if action.dest not in ("help", "version"))
-
-
 def parser_defaults() -> Dict[str, object]:
-    return dict(_defaults())
+    """dest -> default of every option (for the tests and docs; at start-up Settings.defaults() says the same
+    without a second parser build, some 6 ms)."""
+    return {action.dest: action.default for action in build_parser()._actions
+            if action.dest not in ("help", "version")}
 
 
 def help_markdown() -> str:

@@ -7,12 +7,14 @@ with its type, and `from_namespace` fails at start-up if the parser and this cla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Optional
+from dataclasses import fields
+from typing import Any, Dict, Optional
+
+from .records import FrozenRecord, frozen_record
 
 
-@dataclass(frozen=True)
-class Settings:
+@frozen_record
+class Settings(FrozenRecord):
     queue: str
     pilot_user: str = "generic"
     workdir: str = ""
@@ -85,3 +87,9 @@ class Settings:
         if extra or missing:
             raise TypeError(f"command line and Settings disagree: unknown {extra}, missing {missing}")
         return cls(**values)
+
+    @classmethod
+    def defaults(cls) -> Dict[str, Any]:
+        """Each setting's default, i.e. the parser's (tests/unit/test_options.py holds the two equal): what the
+        refusal and notes checks compare against, without building a second parser at start-up."""
+        return {item.name: item.default for item in fields(cls) if item.name != "queue"}

@@ -23,11 +23,11 @@ import os
 import random
 import socket
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ERRORS, CredentialsRefused, PilotError
+from ..ids import new_hex_uuid
 from ..job import Job
 from ..net import Client, trust_from
 from ..payload.untrusted import read_inside, tail_inside
@@ -142,7 +142,7 @@ class PicasChannel(Channel):
 
     def _try_claim(self, doc: Dict[str, Any]) -> Optional[Job]:
         token_id = str(doc["_id"])
-        claim = Claim(token_id, f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:12]}", int(time.time()))
+        claim = Claim(token_id, f"{self.hostname}:{os.getpid()}:{new_hex_uuid()[:12]}", int(time.time()))
         doc.update(lock=claim.lock, hostname=self.hostname, status="locked", pilot_claim=claim.claim_id,
                    heartbeat=claim.lock)
         try:

@@ -19,10 +19,10 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from typing import Dict, List, Optional, Set
 
 from .. import ownprocs
+from ..ids import new_hex_uuid
 from .cgroup import JobCgroup
 
 from ..threads import guarded
@@ -53,7 +53,7 @@ class PayloadProcess:
         self.cgroup = cgroup
         self.argv = cgroup.shim(argv) if cgroup else argv
         self.cwd = cwd
-        self.token = uuid.uuid4().hex
+        self.token = new_hex_uuid()
         self.env = dict(env, **{TOKEN_VAR: self.token})
         self.stdout_path = stdout_path
         self.stderr_path = stderr_path

@@ -13,9 +13,9 @@ import functools
 import logging
 import socket
 import time
-import uuid
 from typing import Any, Dict, List, Optional
 
+from ..ids import new_hex_uuid
 from ..job import FileSpec, Job
 from ..net import Client, NetError, trust_from
 
@@ -54,7 +54,7 @@ def build(spec: FileSpec, job: Job, ctx, direction: str, ended: Optional[float] 
     from .. import __version__
 
     return {
-        "eventType": event, "eventVersion": f"pilot-{__version__}", "uuid": uuid.uuid4().hex,
+        "eventType": event, "eventVersion": f"pilot-{__version__}", "uuid": new_hex_uuid(),
         "clientState": ("FOUND_ROOT" if direct else "DONE") if ok else CLIENT_STATES.get(spec.status_code,
                                                                                         "COPY_ERROR"),
         "stateReason": ("direct_access" if direct else "OK") if ok else (spec.diag or "")[:250],
