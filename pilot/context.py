@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Dict, Optional
 
 from . import __version__
@@ -19,14 +18,15 @@ from .config import Config
 from .experiments.base import Experiment
 from .errors import signal_code
 from .queuedata import QueueData
+from .records import Record, record
 from .settings import Settings
 from .trigger import Trigger
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Paths:
+@record
+class Paths(Record):
     source: str  # where the pilot was started
     main: str  # the pilot's main work dir (pilotlog.txt, reports, timing)
     input_dir: str  # local storage for the mv copytool's stage-in
@@ -40,8 +40,8 @@ def _batch_id() -> str:
     return ""
 
 
-@dataclass
-class Context:
+@record
+class Context(Record):
     config: Config
     settings: Settings  # the command line, typed (built once by main)
     queuedata: QueueData
@@ -113,7 +113,7 @@ class Context:
         version_tag = self.settings.version_tag or "PR"
         return {
             "siteName": self.queuedata.resource,
-            "node": socket.gethostname(),
+            "node": os.uname().nodename,  # = socket.gethostname() on Linux, without importing socket (~3 ms)
             "pilotID": f"{os.environ.get('GTAG', '')}|{os.environ.get('PILOT_BATCH_TYPE', '')}|{version_tag}"
                        f"|pilot-{__version__}",
             "batchID": _batch_id(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import signal as _signal
+import threading
 from typing import Dict, List, Optional, Tuple
 
 # code: (NAME, standard message) -- the complete Pilot 3 table (147 entries).
@@ -177,7 +178,24 @@ class _Code(enum.IntEnum):
 
 
 # The codes by Pilot 3's names, e.g. ErrorCode.INTERNALPILOTPROBLEM == 1319; PilotError.code is one of them.
-ErrorCode = _Code("ErrorCode", [(name, code) for code, (name, _msg) in ERRORS.items()])
+# Built on first use (`errors.ErrorCode`, through the module __getattr__ below): an IntEnum of 147 members costs
+# some 4 ms, and a pilot whose jobs go well never needs it before its payload runs.
+_enum_lock = threading.Lock()
+_enum: List[type] = []  # the one ErrorCode class, once built (written once, under the lock)
+
+
+def _error_code_enum() -> type:
+    if not _enum:
+        with _enum_lock:
+            if not _enum:
+                _enum.append(_Code("ErrorCode", [(name, code) for code, (name, _msg) in ERRORS.items()]))
+    return _enum[0]
+
+
+def __getattr__(attribute: str):
+    if attribute == "ErrorCode":
+        return _error_code_enum()
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 # User-job errors the server may retry (Pilot 3's "recoverable" list); informational.
 RECOVERABLE_CODES = frozenset({1135, 1136, 1137, 1141, 1152, 1181})
@@ -254,7 +272,7 @@ class PilotError(Exception):
     def __init__(self, code: int, diag: str = ""):
         if code not in ERRORS:
             raise ValueError(f"unknown pilot error code {code}")
-        self.code = ErrorCode(code)
+        self.code = _error_code_enum()(code)
         self.diag = format_diag(code, diag)
         super().__init__(f"{code} {name(code)}: {self.diag}")
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import queue
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import format_diag
+from .records import Record, record
 from .trigger import Trigger
 
 
@@ -27,8 +28,8 @@ class JobState(str, enum.Enum):
     HOLDING = "holding"
 
 
-@dataclass
-class FileSpec:
+@record
+class FileSpec(Record):
     lfn: str
     role: str  # input | output | log
     scope: str = ""
@@ -52,8 +53,8 @@ class FileSpec:
     transfer_seconds: float = 0.0
 
 
-@dataclass
-class Job:
+@record
+class Job(Record):
     jobid: str
     taskid: str = ""
     transformation: str = ""

@@ -22,10 +22,10 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 from .errors import PilotError
+from .records import FrozenRecord, frozen_record
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def requests_module():
     return requests
 
 
-@dataclass(frozen=True)
-class Trust:
+@frozen_record
+class Trust(FrozenRecord):
     """What a TLS connection trusts and shows: `verify` is True (system CAs), a CA file or a CA directory;
     `cert` the client certificate and key (an X509 proxy holds both)."""
 

@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional
 
 from .errors import PilotError
 from .net import Trust, get_json
+from .records import Record, record
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ BUILTIN_LOCAL: Dict[str, Any] = {
 }
 
 
-@dataclass
-class QueueData:
+@record
+class QueueData(Record):
     name: str
     resource: str = ""
     site: str = ""
@@ -149,8 +150,8 @@ def _write_json(path: str, raw: Dict[str, Any]) -> None:
         log.warning("cannot write queue data to %s: %s", path, exc)
 
 
-@dataclass
-class Sources:
+@record
+class Sources(Record):
     """Where queue data may come from, in the order they are tried (docs/user-guide.md, "Queue data").
 
     launch_file: queuedata.json in the launch dir (placed by the site, a wrapper or Harvester), as Pilot 3.

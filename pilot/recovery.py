@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -37,14 +36,23 @@ SWEEP_LIMIT = 10.0
 
 
 # --- who is alive ---------------------------------------------------------------------------------------------
-def process_started(pid: int) -> float:
-    """Start time (psutil create_time) of `pid`, 0.0 if there is no such process."""
-    import psutil
+def process_started(pid: int, proc: str = "/proc") -> float:
+    """Start time of `pid` in seconds since the epoch, 0.0 if there is no such process.
 
+    The figure psutil's create_time() gives (boot time + start ticks / clock ticks, from /proc), read here
+    without psutil: a pilot claiming its first job writes its own start time, and importing psutil for that
+    cost ~15 ms before the payload started. Records written by either agree to well within `same_process`'s
+    tolerance.
+    """
     try:
-        return psutil.Process(pid).create_time()
-    except (psutil.Error, ValueError):
+        with open(f"{proc}/{int(pid)}/stat", "rb") as handle:
+            stat = handle.read()
+        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])  # field 22, starttime; comm may hold spaces
+        with open(f"{proc}/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
         return 0.0
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def same_process(pid: int, started: float) -> bool:
@@ -53,7 +61,7 @@ def same_process(pid: int, started: float) -> bool:
 
 
 def me() -> Dict[str, Any]:
-    return {"pid": os.getpid(), "started": process_started(os.getpid()), "host": socket.gethostname()}
+    return {"pid": os.getpid(), "started": process_started(os.getpid()), "host": os.uname().nodename}
 
 
 # --- payload records ------------------------------------------------------------------------------------------
@@ -106,7 +114,7 @@ def forget(path: Optional[str]) -> None:
 
 
 def _owner_gone(owner: Any) -> bool:
-    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+    if not isinstance(owner, dict) or owner.get("host") != os.uname().nodename:
         return False  # not this node's: nothing here can tell
     try:
         pid, started = int(owner.get("pid", 0)), float(owner.get("started", 0.0))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional
 
 from .channels.base import Channel, Reply
@@ -24,6 +24,7 @@ from .errors import PilotError
 from .job import Job
 from .jobwire import iso_now, update_dict
 from .monitor.heartbeat import DEBUG_VERBS, Heartbeat, run_debug_command
+from .records import Record, record
 from .threads import INTERNAL_ERROR, internal_diag
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 OWNER_COMMANDS = ("nocleanup",)  # commands that change the Job itself: applied by its owner
 
 
-@dataclass
-class _Record:
+@record
+class _Record(Record):
     """What the reporter keeps of one job between its first and its final update (guarded by `lock`)."""
 
     job: Job  # only its jobid, kill trigger and command queue are used outside the owner's thread

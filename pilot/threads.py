@@ -17,11 +17,11 @@ import threading
 import time
 from typing import Callable, Iterable, List, Optional
 
-from .errors import ErrorCode
+from .errors import CODES
 
 log = logging.getLogger(__name__)
 
-INTERNAL_ERROR = ErrorCode.INTERNALPILOTPROBLEM
+INTERNAL_ERROR = CODES["INTERNALPILOTPROBLEM"]  # 1319
 
 
 def internal_diag(where: str, exc: BaseException) -> str:

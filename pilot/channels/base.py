@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional
 
 from ..job import Job
+from ..records import Record, record
 
 
-@dataclass
-class Reply:
+@record
+class Reply(Record):
     """What a channel learned from sending an update: acknowledged or not, and any server commands."""
 
     ok: bool = True

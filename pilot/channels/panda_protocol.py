@@ -9,9 +9,11 @@ camelCase names form-encoded and answers JSON or `key=value&...` (spec panda-ser
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs
+
+from ..records import Record, record
 
 # internal update key -> (v1 name, type)
 UPDATE_FIELDS: Dict[str, tuple] = {
@@ -47,8 +49,8 @@ ACQUIRE_LEGACY_NAMES = {
 }
 
 
-@dataclass
-class ServerReply:
+@record
+class ServerReply(Record):
     """A decoded reply: `ok` is the server's success, `data` the payload, `message` its text."""
 
     ok: bool

@@ -23,7 +23,6 @@ import os
 import random
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ERRORS, CredentialsRefused, PilotError
@@ -31,6 +30,7 @@ from ..ids import new_hex_uuid
 from ..job import Job
 from ..net import Client, trust_from
 from ..payload.untrusted import read_inside, tail_inside
+from ..records import Record, record
 from ..masking import mask
 from .base import Channel, Reply
 from .picas_couch import Conflict, Couch, CouchError, Unavailable, read_credentials
@@ -46,8 +46,8 @@ PROGRESS_KEYS = ("startTime", "cpuConsumptionTime", "meanCoreCount", "coreCount"
                  "totWBYTES", "rateRCHAR", "rateWCHAR", "rateRBYTES", "rateWBYTES", "nEvents")
 
 
-@dataclass
-class Claim:
+@record
+class Claim(Record):
     token_id: str
     claim_id: str
     lock: int

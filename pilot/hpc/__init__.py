@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import PilotError
+from ..records import Record, record
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ def discover_rank() -> int:
     return int(MPI.COMM_WORLD.Get_rank())
 
 
-@dataclass
-class Placement:
+@record
+class Placement(Record):
     rank: int
     access_point: str  # where this rank's job file is and where its results go
     job_index: int  # which job of the job file this rank takes

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, List, Optional, Tuple
+
+from ..records import Record, record
 
 Result = Optional[Tuple[int, str]]
 
@@ -20,8 +22,8 @@ LOOPING_IGNORE = ("memory_monitor_output.txt", "memory_monitor_summary.json", "p
                   "payload.stderr")
 
 
-@dataclass
-class WorkdirScan:
+@record
+class WorkdirScan(Record):
     total_bytes: int = 0  # on disk (blocks)
     apparent_bytes: int = 0  # as the files say (a sparse file of holes counts in full: it would be tarred so)
     newest_mtime: float = 0.0  # of files not in the ignore list
@@ -56,8 +58,8 @@ class WorkdirScan:
         return scan
 
 
-@dataclass
-class MonitorState:
+@record
+class MonitorState(Record):
     """What the checks may look at on one tick."""
 
     ctx: object

@@ -7,11 +7,12 @@ than required 1382 at start-up (exit 80), about to expire while a job runs 1370.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-from datetime import datetime, timezone
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
+
+if TYPE_CHECKING:  # datetime and base64 are imported where a proxy is read: a pilot without one never needs them
+    from datetime import datetime
 
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
 _VOMS_AC_OID = bytes([0x06, 0x0A, 0x2B, 0x06, 0x01, 0x04, 0x01, 0xBE, 0x45, 0x64, 0x64, 0x05])
@@ -47,6 +48,8 @@ def _time(der: bytes, tag: int, start: int, end: int) -> datetime:
     text = der[start:end].decode("ascii")
     if tag == 0x17:  # UTCTime: two-digit year
         text = ("19" if int(text[:2]) >= 50 else "20") + text
+    from datetime import datetime, timezone
+
     return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
 
 
@@ -79,6 +82,9 @@ def _voms_end(der: bytes) -> Optional[datetime]:
 
 def remaining_seconds(path: str, now: Optional[datetime] = None) -> float:
     """Seconds until the proxy in `path` expires (negative if it has); ValueError if it holds no certificate."""
+    import base64
+    from datetime import datetime, timezone
+
     with open(path, "rb") as handle:
         blocks = _PEM.findall(handle.read())
     if not blocks:

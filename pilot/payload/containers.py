@@ -12,10 +12,11 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import PilotError
+from ..records import Record, record
 from ..registry import CONTAINER_RUNTIMES
 
 _IMAGE_OPTION = re.compile(r"(?:^|\s)--containerImage(?:=|\s+)(\S+)")
@@ -59,8 +60,8 @@ def split_image_option(jobpars: str) -> Tuple[str, str]:
     return (jobpars[:match.start()] + jobpars[match.end():]).strip(), match.group(1)
 
 
-@dataclass
-class ContainerPlan:
+@record
+class ContainerPlan(Record):
     runtime: str
     image: str
     options: str = ""

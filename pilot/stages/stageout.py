@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tarfile
 import time
 
 from ..errors import PilotError
@@ -17,7 +16,6 @@ from ..transfer import destinations
 from ..transfer.base import LOG_ACTIVITIES, STAGEOUT_ACTIVITIES
 from ..transfer.jobfiles import transfer_files
 from .base import Stage
-from .logtarball import make_log_tarball
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +39,11 @@ class StageOutStage(Stage):
                 log.error("job %s: no time left in the abort grace for the log tarball", job.jobid)
                 job.fail(self.ctx.abort.code, self.ctx.abort.reason)
                 return
+            # imported here, not at start-up: tarfile and its compressors cost every pilot start ~3 ms
+            import tarfile
+
+            from .logtarball import make_log_tarball
+
             try:
                 _path, cut = make_log_tarball(job, self.ctx, self.ctx.log_tarball_deadline)
             except (OSError, tarfile.TarError) as exc:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import configparser
 import json
 import os
-from dataclasses import dataclass
 from typing import Optional
 
+from ..records import FrozenRecord, frozen_record
 from .base import TransferFailure
 
 
-@dataclass(frozen=True)
-class Keys:
+@frozen_record
+class Keys(FrozenRecord):
     access_key: str
     secret_key: str
     session_token: str = ""

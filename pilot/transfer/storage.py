@@ -10,15 +10,16 @@ dot becomes a directory level.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import PilotError
 from ..net import Trust, get_json
+from ..records import Record, record
 
 
-@dataclass
-class Endpoint:
+@record
+class Endpoint(Record):
     name: str
     is_deterministic: bool = True
     arprotocols: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)

@@ -14,18 +14,18 @@ copytools may call it on every source URL.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..masking import mask
+from ..records import FrozenRecord, frozen_record
 
 OBSID_RE = re.compile(r"(?<![A-Za-z0-9])(L\d{6})(?!\d)")
 GFAL_INFIX = "/srm/managerv2?SFN="
 
 
-@dataclass(frozen=True)
-class LtaSite:
+@frozen_record
+class LtaSite(FrozenRecord):
     name: str
     host_marker: str  # a host containing this belongs to the site
     srm: str  # srm://host:8443

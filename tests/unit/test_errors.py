@@ -237,3 +237,17 @@ def test_error_codes_by_pilot3_name_are_the_numbers():
     code = PilotError(1319, "x").code
     assert code is ErrorCode.INTERNALPILOTPROBLEM and code == 1319
     assert str(code) == f"{code}" == "1319" and json.dumps({"c": code}) == '{"c": 1319}'
+
+
+def test_the_error_code_enum_is_built_once_on_first_use_not_at_import():
+    """Building the 147-member IntEnum costs ~4 ms: a pilot start must not pay it before its payload runs."""
+    import subprocess
+    import sys
+
+    code = ("import pilot.main, pilot.pipeline, pilot.errors as e; assert not e._enum, 'built at import';"
+            "from pilot.errors import ErrorCode; assert e.ErrorCode is ErrorCode is e._error_code_enum();"
+            "assert e.PilotError(1008).code is ErrorCode.GENERALERROR; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        errors.NoSuchThing  # noqa: B018 -- the module __getattr__ refuses other names

@@ -1,4 +1,4 @@
-"""Frozen records (settings, config sections) and random ids: what the generated dataclass code used to give."""
+"""Records (jobs, files, settings, config sections) and random ids: what the generated dataclass code used to give."""
 
 import dataclasses
 import subprocess
@@ -9,7 +9,8 @@ import pytest
 
 from pilot.config import load_config
 from pilot.ids import new_hex_uuid, new_uuid
-from pilot.records import FrozenRecord, frozen_record
+from pilot.job import FileSpec, Job
+from pilot.records import FrozenRecord, Record, frozen_record, record
 from pilot.settings import Settings
 
 
@@ -20,6 +21,14 @@ class Point(FrozenRecord):
     x: int
     y: int = 2
     tags: list = dataclasses.field(default_factory=list)
+
+
+@record
+class Account(Record):
+    name: str
+    balance: int = 0
+    secret: str = dataclasses.field(default="", repr=False)
+    cache: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 def test_a_record_is_a_dataclass_built_by_keyword_with_defaults():
@@ -34,7 +43,7 @@ def test_a_record_is_a_dataclass_built_by_keyword_with_defaults():
 def test_a_record_refuses_unknown_and_missing_fields():
     with pytest.raises(TypeError, match="unexpected keyword argument.*: z"):
         Point(x=1, z=3)
-    with pytest.raises(TypeError, match="missing keyword argument: 'x'"):
+    with pytest.raises(TypeError, match="missing argument: 'x'"):
         Point(y=1)
 
 
@@ -57,9 +66,41 @@ def test_replace_equality_hash_and_repr():
     assert point != (1, 3, [])
 
 
-def test_only_a_frozen_record_subclass_can_be_declared():
+def test_only_a_record_subclass_can_be_declared():
     with pytest.raises(TypeError, match="must derive from FrozenRecord"):
         frozen_record(type("Loose", (), {"__annotations__": {"x": "int"}}))
+    with pytest.raises(TypeError, match="must derive from Record"):
+        record(type("Loose", (), {"__annotations__": {"x": "int"}}))
+
+
+def test_a_mutable_record_takes_positions_or_keywords_and_can_change():
+    account = Account("alice", 5)
+    assert (account.name, account.balance, account.secret, account.cache) == ("alice", 5, "", {})
+    account.balance += 1
+    assert account.balance == 6
+    assert Account("bob", balance=2).balance == 2
+    with pytest.raises(TypeError, match="multiple values for argument 'name'"):
+        Account("bob", name="carol")
+    with pytest.raises(TypeError, match="takes 4 positional argument"):
+        Account("a", 1, "s", {}, 5)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(account)
+
+
+def test_repr_hides_repr_false_fields_and_eq_skips_compare_false_ones():
+    account = Account("alice", secret="hunter2")
+    assert repr(account) == "Account(name='alice', balance=0, cache={})"
+    other = Account("alice", secret="hunter2", cache={"x": 1})
+    assert account == other and account != Account("alice", secret="other")
+    assert account.__eq__("alice") is NotImplemented
+
+
+def test_a_job_keeps_its_secrets_out_of_its_repr():
+    job = Job("42", secrets="TOKEN-VALUE", pilotsecrets="PILOT-SECRET")
+    job.inputs.append(FileSpec("a.root", "input"))
+    text = repr(job)
+    assert "TOKEN-VALUE" not in text and "PILOT-SECRET" not in text and "a.root" in text
+    assert Job("42").inputs is not Job("42").inputs
 
 
 def test_settings_and_config_are_frozen_records():
