@@ -179,3 +179,20 @@ def test_missing_queuedata_file_exits_71(tmp_path):
 def test_underscore_spellings_are_accepted(tmp_path):
     run = run_pilot(tmp_path, "--pilot_user", "generic", "--job_source", "local")
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_nothing_is_lost_by_leaving_without_interpreter_teardown(tmp_path, monkeypatch):
+    """pilot.py ends with os._exit after flushing: the last log line reaches stderr and pilotlog.txt, and a
+    large standard output written just before the exit (--help into a pipe) arrives whole."""
+    run = run_pilot(tmp_path, "--job-source", "local")
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert "pilot done: 1 job(s), exit code 0" in last
+    assert run.pilotlog().strip().splitlines()[-1].endswith(last.split(" | ")[-1])
+    monkeypatch.setenv("COLUMNS", "150")  # the same help layout in the pilot and here
+    from pilot.options import build_parser
+
+    shown = subprocess.run(pilot_cmd(tmp_path, "--help"), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout == build_parser().format_help()
+    bad = subprocess.run(pilot_cmd(tmp_path, "--no-such-flag"), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unrecognized arguments: --no-such-flag" in bad.stderr
