@@ -290,6 +290,17 @@ class CredentialsRefused(PilotError):
         super().__init__(1163, diag)
 
 
+class ServerNotTrusted(PilotError):
+    """The server's TLS certificate did not verify against the pilot's trust (--cacert, --capath, X509_CERT_DIR,
+    the system CAs). 1318 COMMUNICATIONFAILURE, at once: a retry with the same trust would fail the same way, so
+    the pilot takes no job and a final update stays spooled for a pilot that trusts the server."""
+
+    retry = False
+
+    def __init__(self, diag: str):
+        super().__init__(1318, diag)
+
+
 class StartupSignal(KeyboardInterrupt):
     """A kill signal that came before the pipeline's own handlers were in place (pilot.py installs the raiser
     first thing): start-up stops with the signal's code and exit status, one line, no traceback, no job taken."""

@@ -82,13 +82,42 @@ def trust_from(ctx, client_cert: bool = False) -> Trust:
 
 class NetError(Exception):
     """A request without a usable answer. `status` is the HTTP status (None: no answer at all); `transient` says
-    whether asking again later may help."""
+    whether asking again later may help; `timed_out` that the answer did not come in time (a transfer has its own
+    code for that)."""
 
-    def __init__(self, message: str, status: Optional[int] = None, transient: bool = True):
+    def __init__(self, message: str, status: Optional[int] = None, transient: bool = True, timed_out: bool = False):
         super().__init__(message)
         self.message = message
         self.status = status
         self.transient = transient
+        self.timed_out = timed_out
+
+
+class TLSVerificationFailed(NetError):
+    """The server's certificate did not verify against the pilot's trust (--cacert, --capath, X509_CERT_DIR or
+    the system CAs), or names another host: asking again with the same trust cannot help."""
+
+    def __init__(self, message: str):
+        super().__init__(message, None, transient=False)
+
+
+def _certificate_refusal(exc: BaseException) -> Optional[str]:
+    """Why the server's certificate was refused, if that is what a requests failure is (an
+    ssl.SSLCertVerificationError somewhere in its chain); None for any other TLS failure, e.g. a handshake the
+    network cut short, which is worth another try."""
+    import ssl
+
+    seen = 0
+    pending = [exc]
+    while pending and seen < 20:
+        item = pending.pop()
+        seen += 1
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return str(item.verify_message or item.reason or "certificate verify failed")
+        pending.extend(arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException))
+        pending.extend(link for link in (item.__cause__, item.__context__, getattr(item, "reason", None))
+                       if isinstance(link, BaseException))
+    return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
 class Client:
@@ -120,7 +149,11 @@ class Client:
             response = self.session.request(method, url, timeout=timeout or self.timeout, verify=self.trust.verify,
                                             cert=self.trust.cert, **kwargs)
         except requests.RequestException as exc:
-            raise NetError(_describe(exc)) from None
+            why = _certificate_refusal(exc) if isinstance(exc, requests.exceptions.SSLError) else None
+            if why:
+                raise TLSVerificationFailed(f"TLS certificate verification failed ({why}), trusting "
+                                            f"{self.trust.where}") from None
+            raise NetError(_describe(exc), timed_out=isinstance(exc, requests.Timeout)) from None
         if check and not 200 <= response.status_code < 300:
             raise NetError(f"HTTP {response.status_code} {response.reason or ''}".strip(), response.status_code,
                            response.status_code in TRANSIENT_STATUS)

@@ -18,10 +18,10 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__
-from ..errors import CredentialsRefused, PilotError
+from ..errors import CredentialsRefused, PilotError, ServerNotTrusted
 from ..job import Job
 from ..jobparser import parse_jobs
-from ..net import Client, NetError, trust_from
+from ..net import Client, NetError, TLSVerificationFailed, trust_from
 from . import panda_protocol as proto
 from .base import Channel, Reply
 from .spool import Spool, deliver_final
@@ -116,6 +116,8 @@ class PandaChannel(Channel):
         url = f"{self.base}{path}"
         try:
             response = self.http.post(url, json=json_body, data=form, headers=self._auth_headers())
+        except TLSVerificationFailed as exc:  # the same trust fails the same way: no retry (spec: 1318 at once)
+            raise ServerNotTrusted(f"{self.base}: {exc.message}; give its CA with --cacert or --capath") from None
         except NetError as exc:
             log.warning("POST %s failed: %s", url, exc.message)
             return None
@@ -240,7 +242,9 @@ class PandaChannel(Channel):
         if not final:
             try:
                 result = self._send_update(data)
-            except CredentialsRefused as exc:  # the job runs on; a renewed token may be taken for the next one
+            except PilotError as exc:  # refused credentials or an untrusted server: the job runs on
+                if exc.retry:
+                    raise
                 log.error("heartbeat of job %s: %s", job.jobid, exc.diag)
                 result = None
             finally:

@@ -25,7 +25,7 @@ import socket
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import ERRORS, CredentialsRefused, PilotError
+from ..errors import ERRORS, CredentialsRefused, PilotError, ServerNotTrusted
 from ..ids import new_hex_uuid
 from ..job import Job
 from ..net import Client, trust_from
@@ -33,7 +33,7 @@ from ..payload.untrusted import read_inside, tail_inside
 from ..records import Record, record
 from ..masking import mask
 from .base import Channel, Reply
-from .picas_couch import Conflict, Couch, CouchError, Unavailable, read_credentials
+from .picas_couch import Conflict, Couch, CouchError, Unavailable, Untrusted, read_credentials
 from .picas_token import grid_lrt_code, token_job, views
 from .spool import Spool, deliver_final, pending_in
 
@@ -118,6 +118,8 @@ class PicasChannel(Channel):
             return jobs
         except Unavailable as exc:
             raise PilotError(1318, f"PiCaS server unavailable: {exc.message}") from None
+        except Untrusted as exc:
+            raise ServerNotTrusted(f"PiCaS {exc.message}; give its CA with --cacert or --capath") from None
         except CouchError as exc:
             if exc.status in (401, 403):
                 raise CredentialsRefused(f"PiCaS refused our credentials: {exc.message} (check PICAS_USER/"
@@ -296,6 +298,8 @@ class PicasChannel(Channel):
         except Unavailable as exc:
             log.warning("PiCaS final update of %s: %s", claim.token_id, exc.message)
             return None
+        except Untrusted as exc:  # not "refused for good": kept spooled for a pilot that trusts the server
+            raise ServerNotTrusted(f"PiCaS {exc.message}") from None
         except CouchError as exc:
             log.error("PiCaS final update of %s refused: %s", claim.token_id, exc.message)
             return False

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from ..errors import PilotError
 from ..masking import mask
-from ..net import Client, NetError
+from ..net import Client, NetError, TLSVerificationFailed
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class Conflict(CouchError):
 
 class Unavailable(CouchError):
     """No usable answer (connection error, timeout, 5xx): try again later."""
+
+
+class Untrusted(CouchError):
+    """The server's TLS certificate did not verify against the pilot's trust: trying again cannot help."""
 
 
 def _body(reply) -> Any:
@@ -84,6 +88,8 @@ class Couch:
         url = f"{self.base}/{path}" if path else self.base
         try:
             reply = self.client.request(method, url, **kwargs)
+        except TLSVerificationFailed as exc:
+            raise Untrusted(0, f"{method} {mask(url)}: {exc.message}") from None
         except NetError as exc:
             raise Unavailable(0, f"{method} {mask(url)}: {exc.message}") from None
         if reply.status_code >= 500 or reply.status_code in (408, 429):

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..backoff import backoff_delays
-from ..errors import CredentialsRefused
+from ..errors import PilotError
 from .base import Reply
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,8 @@ def deliver_final(ctx, path: Optional[str], send: Callable[[], Optional[Reply]],
     (transient failure: retried with back-off until ctx's delivery deadline), Reply(ok=True) (acknowledged: the
     file goes) or Reply(ok=False) (refused for good: kept as <path>.refused for a human, out of the replay set).
 
-    Unanswered, or refused credentials (CredentialsRefused: retrying with the same token or proxy is pointless),
-    the file stays in the spool for the next pilot in this work dir or --replay-spool. `path` None: the update
+    Unanswered, or not worth retrying (a PilotError with retry False: refused credentials, an untrusted server
+    certificate -- the same token, proxy or CA would fail the same way), the file stays in the spool for the next pilot in this work dir or --replay-spool. `path` None: the update
     could not be spooled (a full disk) and is only sent.
     """
     cfg = ctx.config.pilot
@@ -131,8 +131,11 @@ def deliver_final(ctx, path: Optional[str], send: Callable[[], Optional[Reply]],
 
     try:
         deliver(attempt, ctx.delivery_deadline, cfg.update_retry_initial, cfg.update_retry_max, wait, what)
-    except CredentialsRefused as exc:
-        log.error("%s: %s; left in %s for a pilot with valid credentials (or --replay-spool)", what, exc.diag, path)
+    except PilotError as exc:
+        if exc.retry:
+            raise
+        log.error("%s: %s; left in %s for a pilot with valid credentials and trust (or --replay-spool)", what,
+                  exc.diag, path)
         return Reply(ok=False, where=f"spooled in {path}")
     reply = outcome.get("reply")
     if reply is None:

@@ -159,3 +159,90 @@ def test_importing_the_pilot_does_not_import_requests():
                           env=dict(os.environ, PYTHONPATH=REPO))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+class TlsServer:
+    """HTTPS on 127.0.0.1 with a self-signed certificate for 127.0.0.1 (made with the openssl command); with
+    `cut_handshake` it accepts TCP and closes before any TLS byte, as a flaky network or a dying proxy would."""
+
+    def __init__(self, folder, cut_handshake=False):
+        import socket
+        import ssl
+
+        self.cert = str(folder / "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                        str(folder / "key.pem"), "-out", self.cert], check=True, capture_output=True)
+        self.handshakes = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}/doc"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, str(folder / "key.pem"))
+        owner = self
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = owner.listener.accept()
+                except OSError:
+                    return
+                owner.handshakes += 1
+                if cut_handshake:
+                    conn.close()
+                    continue
+                try:
+                    with context.wrap_socket(conn, server_side=True) as tls:
+                        tls.recv(65536)
+                        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"a\": true}")
+                except (OSError, ssl.SSLError):
+                    conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    made = []
+
+    def make(**kwargs):
+        folder = tmp_path / f"tls{len(made)}"
+        folder.mkdir()
+        made.append(TlsServer(folder, **kwargs))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+def test_a_certificate_that_does_not_verify_is_not_retried(tls_server, monkeypatch):
+    """The same trust fails the same way: one handshake, a TLSVerificationFailed that says what was trusted, and
+    get_json's retry policy gives up at once (PilotError with the code, no back-off)."""
+    monkeypatch.delenv("X509_CERT_DIR", raising=False)
+    server = tls_server()
+    with pytest.raises(net.TLSVerificationFailed) as caught:
+        net.Client(net.trust("", "")).get(server.url)
+    assert not caught.value.transient and "trusting system CAs" in caught.value.message
+    assert "self-signed certificate" in caught.value.message  # openssl's reason, not the whole requests text
+    before = server.handshakes
+    waits = []
+    with pytest.raises(net.TLSVerificationFailed):
+        net.with_retries(lambda: net.Client().get(server.url), "doc", attempts=3, wait=waits.append)
+    assert server.handshakes - before == 1 and waits == []
+    with pytest.raises(PilotError, match="TLS certificate verification failed") as failed:
+        net.get_json(server.url, "queue data", 1116, attempts=3)
+    assert failed.value.code == 1116
+    # with the server's certificate trusted, the same request works
+    assert net.get_json(server.url, "doc", 1116, trust_=net.trust(server.cert, "")) == {"a": True}
+
+
+def test_a_handshake_cut_short_is_transient(tls_server):
+    server = tls_server(cut_handshake=True)
+    with pytest.raises(net.NetError) as caught:
+        net.Client().get(server.url, timeout=5)
+    assert caught.value.transient and not isinstance(caught.value, net.TLSVerificationFailed)

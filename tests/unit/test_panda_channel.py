@@ -14,7 +14,7 @@ import pytest
 
 from pilot.channels.panda import PandaChannel
 from pilot.config import load_config
-from pilot.errors import CredentialsRefused, shell_exit_code
+from pilot.errors import CredentialsRefused, ServerNotTrusted, shell_exit_code
 from pilot.job import parse_job
 from pilot.settings import Settings
 from pilot.queuedata import from_dict
@@ -164,6 +164,33 @@ def test_refused_heartbeat_keeps_the_job_going(tmp_path, server):
     reply = channel.update(job, {"jobId": "6", "state": "running"}, final=False)
     assert not reply.ok and not job.kill.is_set()
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_a_server_certificate_that_does_not_verify_is_1318_at_once(tmp_path, monkeypatch):
+    """No retry of the job request (the same CA fails the same way); a heartbeat leaves the job running; the final
+    update is tried once and stays spooled (not .refused) for a pilot that trusts the server."""
+    from tests.unit.test_net import TlsServer
+
+    monkeypatch.delenv("X509_CERT_DIR", raising=False)
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    tls = TlsServer(folder)
+    try:
+        channel = make_channel(tmp_path, tls.url.rsplit("/", 1)[0])
+        with pytest.raises(ServerNotTrusted) as info:
+            channel.fetch(1)
+        assert info.value.code == 1318 and not info.value.retry and tls.handshakes == 1
+        assert "TLS certificate verification failed (self-signed certificate), trusting system CAs" in info.value.diag
+        assert "--cacert" in info.value.diag
+        job = parse_job({"PandaID": 8, "transformation": "sh"})
+        assert not channel.update(job, {"jobId": "8", "state": "running"}, final=False).ok
+        assert not job.kill.is_set()
+        reply = channel.update(job, {"jobId": "8", "state": "finished"}, final=True)
+        assert not reply.ok and "spooled in" in reply.where and tls.handshakes == 3
+        spooled = list((tmp_path / "spool").iterdir())
+        assert len(spooled) == 1 and spooled[0].name.endswith(".final.update.json")
+    finally:
+        tls.close()
 
 
 def test_transient_final_update_failure_is_retried_then_acknowledged(tmp_path, server):
