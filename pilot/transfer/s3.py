@@ -1,6 +1,7 @@
 """The s3 copytool: object stores (Ceph RGW, MinIO, EOS, AWS) over the S3 REST API, signed with SigV4 (sigv4.py).
 
-Plain `requests`, no boto3: a pilot must run on a bare node. URLs are Pilot 3's
+Plain HTTP through pilot/net.py (requests underneath, the pilot's own TLS trust: --cacert, --capath,
+X509_CERT_DIR), no boto3: a pilot must run on a bare node. URLs are Pilot 3's
 ``s3://host:port//bucket/key`` (CRIC object-store protocols: endpoint ``s3://host:port``, path ``/bucket/...``);
 ``s3://`` is HTTPS unless the endpoint's CRIC settings say ``is_secure: false``; ``s3s://`` / ``s3+https://`` are
 always HTTPS and ``s3+http://`` always plain HTTP (test and on-site stores). Keys: s3keys.py.
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 
 from ..job import FileSpec
 from ..masking import mask
+from ..net import Client, NetError, TLSVerificationFailed, trust_from
 from .base import TransferFailure, fired_stop
 from .checksum import CHUNK, Digest, mismatch_code
 from .cli import transfer_timeout
@@ -75,6 +77,32 @@ def _check(ctx, job, deadline: float, timeout_code: int) -> None:
         raise _Stopped(timeout_code, "transfer timed out")
 
 
+def _stopped_in(exc: BaseException) -> Optional[_Stopped]:
+    """The _Stopped a streaming body raised, if requests (and net.Client) wrapped it into their own error."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, _Stopped):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _net_failure(exc: BaseException, code: int, timeout_code: int, what: str) -> TransferFailure:
+    """A transfer that got no usable answer (net.NetError from the request) or broke off while the body streamed
+    (a requests error): stopped by the pilot, the server not trusted (for good), timed out, or failed."""
+    stopped = _stopped_in(exc)
+    if stopped is not None:
+        return TransferFailure(stopped.code, f"{what}: {stopped.diag}", retry=False)
+    if isinstance(exc, TLSVerificationFailed):
+        return TransferFailure(code, f"{what}: {exc.message}; give its CA with --cacert or --capath", retry=False)
+    import requests  # the request itself went through net.Client; the streamed body raises requests' errors
+
+    if isinstance(exc, requests.Timeout) or getattr(exc, "timed_out", False):
+        return TransferFailure(timeout_code, f"{what} timed out")
+    text = exc.message if isinstance(exc, NetError) else f"{type(exc).__name__}: {mask(str(exc))[:200]}"
+    return TransferFailure(code, f"{what}: {text}")
+
+
 def local_sums(path: str, kind: str) -> Tuple[Digest, str, str]:
     """(digest of `kind`, md5 hex, sha256 hex) of a local file, in one read."""
     digest = Digest(kind)
@@ -119,8 +147,9 @@ class S3Copytool(RemoteCopytool):
     def _request(self, method: str, url: str, spec: FileSpec, ctx, keys: Keys, region: str,
                  headers: Optional[Dict[str, str]] = None, payload_hash: str = "", body=None, stream=False,
                  timeout: float = 60.0):
-        import requests  # lazily: a pilot whose queue uses no object store never loads it
-
+        """One signed request through net.Client: the pilot's TLS trust (--cacert, --capath, X509_CERT_DIR),
+        its error mapping (NetError, TLSVerificationFailed), a session closed once the answer is in (a streamed
+        body still reads to its end, as with requests.request)."""
         base, host, path, _name, _settings = self._target(url, spec, ctx)
         extra = dict(headers or {})
         if keys.session_token:
@@ -129,8 +158,9 @@ class S3Copytool(RemoteCopytool):
                       payload_hash=payload_hash or hashlib.sha256(b"").hexdigest())
         from .sigv4 import canonical_uri
 
-        return requests.request(method, base + canonical_uri(path), headers=signed, data=body, stream=stream,
-                                timeout=(min(30.0, timeout), timeout), allow_redirects=False)
+        with Client(trust_from(ctx), timeout=(min(30.0, timeout), timeout)) as client:
+            return client.request(method, base + canonical_uri(path), headers=signed, data=body, stream=stream,
+                                  allow_redirects=False)
 
     def _keys_region(self, url: str, spec: FileSpec, ctx) -> Tuple[Keys, str]:
         _base, _host, _path, name, settings = self._target(url, spec, ctx)
@@ -161,11 +191,8 @@ class S3Copytool(RemoteCopytool):
                 stored = _stored_sums(reply.headers)
         except _Stopped as exc:
             raise TransferFailure(exc.code, f"stage-in of {spec.lfn}: {exc.diag}", retry=False) from None
-        except requests.Timeout:
-            raise TransferFailure(1151, f"stage-in of {spec.lfn} from {mask(url)} timed out") from None
-        except requests.RequestException as exc:
-            raise TransferFailure(1099, f"stage-in of {spec.lfn} from {mask(url)}: {type(exc).__name__}: "
-                                        f"{str(exc)[:200]}") from None
+        except (NetError, requests.RequestException) as exc:
+            raise _net_failure(exc, 1099, 1151, f"stage-in of {spec.lfn} from {mask(url)}") from None
         if stored["size"] is not None and stored["size"] != digest.size:
             raise TransferFailure(1099, f"{spec.lfn}: got {digest.size} bytes, the object has {stored['size']}")
         if stored["md5"] and stored["md5"] != md5.hexdigest():
@@ -199,14 +226,8 @@ class S3Copytool(RemoteCopytool):
                 stored = _stored_sums(head.headers)
         except _Stopped as exc:
             raise TransferFailure(exc.code, f"stage-out of {spec.lfn}: {exc.diag}", retry=False) from None
-        except requests.Timeout:
-            raise TransferFailure(1152, f"stage-out of {spec.lfn} to {mask(url)} timed out") from None
-        except requests.RequestException as exc:
-            cause = exc.__context__ if isinstance(exc.__context__, _Stopped) else None
-            if cause is not None:
-                raise TransferFailure(cause.code, f"stage-out of {spec.lfn}: {cause.diag}", retry=False) from None
-            raise TransferFailure(1137, f"stage-out of {spec.lfn} to {mask(url)}: {type(exc).__name__}: "
-                                        f"{str(exc)[:200]}") from None
+        except (NetError, requests.RequestException) as exc:
+            raise _net_failure(exc, 1137, 1152, f"stage-out of {spec.lfn} to {mask(url)}") from None
         finally:
             body.close()
         bad = _disagreement(stored, local.size, md5, adler)
@@ -224,7 +245,7 @@ class S3Copytool(RemoteCopytool):
             with self._request("DELETE", url, spec, ctx, keys, region, timeout=60.0) as reply:
                 if reply.status_code >= 300:
                     log.warning("could not remove bad object %s: HTTP %d", mask(url), reply.status_code)
-        except requests.RequestException as exc:
+        except (NetError, requests.RequestException) as exc:
             log.warning("could not remove bad object %s: %s", mask(url), type(exc).__name__)
 
     def exists(self, url: str, spec: FileSpec, ctx) -> bool:
@@ -238,8 +259,8 @@ class S3Copytool(RemoteCopytool):
                     return False
                 _raise_for(reply, "in", spec, url)
                 return True
-        except requests.RequestException as exc:
-            raise TransferFailure(1099, f"cannot check {mask(url)}: {type(exc).__name__}") from None
+        except (NetError, requests.RequestException) as exc:
+            raise _net_failure(exc, 1099, 1099, f"cannot check {mask(url)}") from None
 
 
 def _adler32(path: str) -> str:

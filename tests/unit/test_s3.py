@@ -60,3 +60,32 @@ def test_stored_object_must_match_size_md5_and_adler32():
     assert "adler32" in _disagreement(ok, 5, md5, "0000000b")
     multipart = _stored_sums({"ETag": '"abc-3"', "Content-Length": "5"})
     assert _disagreement(multipart, 5, md5, "0000000a") == ""  # a multipart ETag is not an MD5
+
+
+def test_s3_trusts_what_the_pilot_trusts(tmp_path, monkeypatch):
+    """S3 requests go through net.Client: a store whose certificate the pilot's trust does not verify fails at
+    once (not retried), and --cacert with the store's CA makes the same request go through."""
+    from pilot.job import FileSpec
+    from pilot.settings import Settings
+    from pilot.transfer.s3 import S3Copytool
+    from tests.unit.test_net import TlsServer
+
+    monkeypatch.delenv("X509_CERT_DIR", raising=False)
+    monkeypatch.setenv("S3_ACCESS_KEY", "A")
+    monkeypatch.setenv("S3_SECRET_KEY", "S")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    tls = TlsServer(tmp_path)
+    try:
+        url = f"s3+https://{tls.url.split('://')[1].rsplit('/', 1)[0]}//bucket/key"
+        spec = FileSpec("key", "input")
+        untrusting = types.SimpleNamespace(config=load_config(env={}), storage={}, settings=Settings(queue="Q"))
+        with pytest.raises(TransferFailure) as failed:
+            S3Copytool("").exists(url, spec, untrusting)
+        assert failed.value.code == 1099 and not failed.value.retry
+        assert "TLS certificate verification failed (self-signed certificate), trusting system CAs" in str(failed.value)
+        trusting = types.SimpleNamespace(config=load_config(env={}), storage={},
+                                         settings=Settings(queue="Q", cacert=tls.cert))
+        assert S3Copytool("").exists(url, spec, trusting) is True
+        assert tls.handshakes == 2
+    finally:
+        tls.close()
