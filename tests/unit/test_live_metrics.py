@@ -8,6 +8,7 @@ import time
 from pilot.job import parse_job, update_dict
 from pilot.monitor import cpuinfo
 from pilot.monitor.sampler import TreeSampler, mean_cores
+from tests.unit.helpers import OneProcessTree
 
 BASE = {"PandaID": "42", "transformation": "sh", "jobPars": "-c true", "coreCount": "2"}
 
@@ -71,21 +72,6 @@ def test_running_update_carries_live_usage():
         assert data[key] == value
 
 
-class _Payload:
-    """A payload stand-in whose process tree is one real child process."""
-
-    def __init__(self, proc):
-        self.proc = proc
-
-    def descendants(self):
-        import psutil
-
-        try:
-            return [psutil.Process(self.proc.pid)]
-        except psutil.NoSuchProcess:
-            return []
-
-
 def test_monitor_publishes_usage_while_the_payload_runs(tmp_path):
     """A busy child: after two samples the job carries CPU time, memory and I/O, before the payload ends."""
     from types import SimpleNamespace
@@ -100,7 +86,7 @@ def test_monitor_publishes_usage_while_the_payload_runs(tmp_path):
         job.started_at = time.time()
         cfg = SimpleNamespace(pilot=SimpleNamespace(memory_usage_verification_time=0.3))
         ctx = SimpleNamespace(config=cfg)
-        monitor = JobMonitor(ctx, job, _Payload(busy), checks=[])
+        monitor = JobMonitor(ctx, job, OneProcessTree(busy), checks=[])
         assert isinstance(monitor.sampler, TreeSampler)
         monitor.start()
         deadline = time.time() + 8

@@ -8,7 +8,6 @@ import sys
 import time
 import types
 
-import psutil
 
 from pilot.config import load_config
 from pilot.jobparser import parse_job
@@ -17,6 +16,7 @@ from pilot.monitor.jobmonitor import JobMonitor
 from pilot.monitor.sampler import SUMMARY_FILE, TreeSampler, leak_fit, update_fields
 from pilot.queuedata import QueueData
 from pilot.trigger import Trigger
+from tests.unit.helpers import OneProcessTree
 
 
 def ctx(tmp_path, **pilot):
@@ -89,23 +89,10 @@ def test_default_checks_come_from_the_registry():
     assert names[0] == "memory" and "looping" in names and "proxy" in names
 
 
-class Tree:
-    """A payload stand-in: the process tree of one real child."""
-
-    def __init__(self, proc):
-        self.proc = proc
-
-    def descendants(self):
-        try:
-            return [psutil.Process(self.proc.pid)]
-        except psutil.NoSuchProcess:
-            return []
-
-
 def test_sampler_on_a_real_process(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "x = bytearray(30 << 20); import time; time.sleep(30)"])
     try:
-        sampler = TreeSampler(Tree(proc), str(tmp_path))
+        sampler = TreeSampler(OneProcessTree(proc), str(tmp_path))
         deadline = time.time() + 10
         row = None
         while time.time() < deadline:  # until the child has allocated its 30 MB
@@ -143,7 +130,7 @@ def test_monitor_thread_fires_the_kill_of_a_failing_check(tmp_path):
             return 1150, "test check fired"
 
     x, j = ctx(tmp_path), job(tmp_path)
-    monitor = JobMonitor(x, j, Tree(subprocess.Popen(["true"])), checks=[Fires()])
+    monitor = JobMonitor(x, j, OneProcessTree(subprocess.Popen(["true"])), checks=[Fires()])
     monitor.start()
     assert j.kill.wait(5) and j.kill.code == 1150
     monitor.join(5)
@@ -161,6 +148,6 @@ def test_monitor_thread_that_fails_kills_its_job(tmp_path):
             raise AttributeError("bug")
 
     x, j = ctx(tmp_path), job(tmp_path)
-    monitor = JobMonitor(x, j, Tree(subprocess.Popen(["true"])), checks=[Broken()])
+    monitor = JobMonitor(x, j, OneProcessTree(subprocess.Popen(["true"])), checks=[Broken()])
     monitor.start()
     assert j.kill.wait(5) and j.kill.code == 1319 and "AttributeError: bug" in j.kill.reason

@@ -19,6 +19,7 @@ from pilot.job import parse_job
 from pilot.settings import Settings
 from pilot.queuedata import from_dict
 from pilot.trigger import Trigger
+from tests.unit.helpers import TlsServer
 
 NO_JOBS = {"success": False, "message": "No jobs in PanDA", "data": None}
 
@@ -169,8 +170,6 @@ def test_refused_heartbeat_keeps_the_job_going(tmp_path, server):
 def test_a_server_certificate_that_does_not_verify_is_1318_at_once(tmp_path, monkeypatch):
     """No retry of the job request (the same CA fails the same way); a heartbeat leaves the job running; the final
     update is tried once and stays spooled (not .refused) for a pilot that trusts the server."""
-    from tests.unit.test_net import TlsServer
-
     monkeypatch.delenv("X509_CERT_DIR", raising=False)
     folder = tmp_path / "tls"
     folder.mkdir()

@@ -10,6 +10,7 @@ from pilot.transfer.base import TransferFailure
 from pilot.transfer.s3 import _disagreement, _stored_sums
 from pilot.transfer.s3keys import find_keys
 from pilot.transfer.sigv4 import EMPTY_SHA256, sign
+from tests.unit.helpers import TlsServer
 
 
 def test_sigv4_matches_the_aws_documentation_example():
@@ -68,7 +69,6 @@ def test_s3_trusts_what_the_pilot_trusts(tmp_path, monkeypatch):
     from pilot.job import FileSpec
     from pilot.settings import Settings
     from pilot.transfer.s3 import S3Copytool
-    from tests.unit.test_net import TlsServer
 
     monkeypatch.delenv("X509_CERT_DIR", raising=False)
     monkeypatch.setenv("S3_ACCESS_KEY", "A")
