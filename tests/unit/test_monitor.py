@@ -8,7 +8,6 @@ import sys
 import time
 import types
 
-
 from pilot.config import load_config
 from pilot.jobparser import parse_job
 from pilot.monitor import checks as c
