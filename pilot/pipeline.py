@@ -6,6 +6,11 @@
 Every stage is a thread blocked on its inbox; a failed job jumps straight to stage-out (which then ships only
 the log) and finalize. The main thread only supervises: it sleeps on one SimpleQueue that signal handlers, the
 finalize stage and the lifetime deadline write to, so a signal or the end of the last job is acted on at once.
+
+It never sleeps longer than SIGNAL_TICK at a time. The kernel may hand a signal sent to the pilot to any of its
+threads; Python then runs the handler only once the main thread next executes bytecode, and a main thread blocked
+in a queue wait is not woken by a signal another thread took. Without the tick such a SIGTERM waited for the next
+queue item -- the end of the job, which then ran to completion and exited 0 (seen in the signal tests under load).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .threads import INTERNAL_ERROR, join_all
 log = logging.getLogger(__name__)
 
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGXCPU", "SIGHUP")
+SIGNAL_TICK = 0.25  # s: the longest a signal taken by another thread waits for its handler (see above)
 
 
 class _Finished:
@@ -107,10 +113,11 @@ class Pipeline:
                 look = shutdown.wait_limit()
                 if look is not None and look < timeout:
                     timeout, looking = look, True
+            wait = min(timeout, SIGNAL_TICK)
             try:
-                kind, value = self.control.get(timeout=timeout)
+                kind, value = self.control.get(timeout=wait)
             except queue.Empty:
-                if looking:
+                if looking or wait < timeout:  # a look at the features, or a tick: pending handlers have run
                     continue
                 if grace_deadline is not None:
                     log.error("abort grace of %d s over: exiting with jobs still in the pipeline",
@@ -125,6 +132,7 @@ class Pipeline:
                 grace_deadline = self.ctx.elapsed() + self.ctx.config.pilot.abort_grace
                 continue
             if kind == "done":
+                self._late_signals()
                 break
             if kind == "abort":  # requested by a thread (an internal error): the same grace as for a signal
                 if grace_deadline is None:
@@ -136,6 +144,16 @@ class Pipeline:
                 else:
                     log.warning("%s received while already stopping: ignored", name)
         return grace_deadline
+
+    def _late_signals(self) -> None:
+        """A signal whose handler ran only as the last job ended still decides the exit status (128 + N)."""
+        while True:
+            try:
+                kind, value = self.control.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "signal" and self.ctx.abort_by_signal(value, signal.Signals(value).name):
+                log.warning("%s received as the last job ended", signal.Signals(value).name)
 
     def exit_code(self) -> int:
         ctx = self.ctx
