@@ -110,8 +110,9 @@ def deliver_final(ctx, path: Optional[str], send: Callable[[], Optional[Reply]],
     file goes) or Reply(ok=False) (refused for good: kept as <path>.refused for a human, out of the replay set).
 
     Unanswered, or not worth retrying (a PilotError with retry False: refused credentials, an untrusted server
-    certificate -- the same token, proxy or CA would fail the same way), the file stays in the spool for the next pilot in this work dir or --replay-spool. `path` None: the update
-    could not be spooled (a full disk) and is only sent.
+    certificate -- the same token, proxy or CA would fail the same way), the file stays in the spool for the next
+    pilot in this work dir or --replay-spool. `path` None: the update could not be spooled (a full disk) and is
+    only sent.
     """
     cfg = ctx.config.pilot
     outcome: Dict[str, Reply] = {}
