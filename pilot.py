@@ -31,7 +31,8 @@ if __name__ == "__main__":
     logging.shutdown()
     for _stream in (sys.stdout, sys.stderr):
         try:
-            _stream.flush()
+            if _stream is not None:  # None: the pilot was started with that descriptor closed
+                _stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: there is no reader left to tell
             continue
     os._exit(code)

@@ -196,3 +196,10 @@ def test_nothing_is_lost_by_leaving_without_interpreter_teardown(tmp_path, monke
     assert shown.returncode == 0 and shown.stdout == build_parser().format_help()
     bad = subprocess.run(pilot_cmd(tmp_path, "--no-such-flag"), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unrecognized arguments: --no-such-flag" in bad.stderr
+    # started with its standard output closed (Python's sys.stdout is then None), or into a pipe nobody reads
+    closed = subprocess.run(["/bin/sh", "-c", '"$@" >&-', "sh", *pilot_cmd(tmp_path, "--version")],
+                            capture_output=True, text=True, timeout=60)
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
+    gone = subprocess.run(["/bin/sh", "-c", '"$@" | true', "sh", *pilot_cmd(tmp_path, "--help")],
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 0 and "Traceback" not in gone.stderr, gone.stderr
