@@ -116,7 +116,7 @@ class PandaChannel(Channel):
         url = f"{self.base}{path}"
         try:
             response = self.http.post(url, json=json_body, data=form, headers=self._auth_headers())
-        except TLSVerificationFailed as exc:  # the same trust fails the same way: no retry (spec: 1318 at once)
+        except TLSVerificationFailed as exc:  # the same trust fails the same way: 1318 at once, no retry
             raise ServerNotTrusted(f"{self.base}: {exc.message}; give its CA with --cacert or --capath") from None
         except NetError as exc:
             log.warning("POST %s failed: %s", url, exc.message)
