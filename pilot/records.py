@@ -31,8 +31,8 @@ class _Plan:
         self.defaults = {item.name: item.default for item in declared if item.default is not MISSING}
         self.factories = tuple((item.name, item.default_factory) for item in declared
                                if item.default is MISSING and item.default_factory is not MISSING)
-        self.required = tuple(name for name in self.order
-                              if name not in self.defaults and name not in dict(self.factories))
+        made = {name for name, _factory in self.factories}
+        self.required = tuple(name for name in self.order if name not in self.defaults and name not in made)
         self.shown = tuple(item.name for item in declared if item.repr)
         self.compared = tuple(item.name for item in declared if item.compare)
 
